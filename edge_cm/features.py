@@ -1,0 +1,257 @@
+"""Front ends: one :class:`FeatureSpec` describes how a 4-s window becomes a model input.
+
+The spec travels inside every model bundle (``bundle.json``), so training, export
+and runtime compute the same features. All front ends here are numpy only.
+
+Kinds:
+
+* ``log_spectrogram`` - log-magnitude STFT with global z-normalisation (EfficientCNN);
+* ``log_mel`` - log mel power spectrogram with per-window instance normalisation (ResNetSE);
+* ``log_stft`` - ``ln(|X| + 1e-7)`` STFT, no normalisation (dual-stream model);
+* ``waveform`` - the raw samples, optionally instance-normalised (SSL models).
+
+Frames are not centred (no padding): frame ``i`` covers samples
+``[i * hop_length, i * hop_length + win_length)``. Features have shape
+``(bins, frames)`` - frequency first, time second.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import FeatureSpecError
+
+KINDS = ("log_spectrogram", "log_mel", "log_stft", "waveform")
+NORMALIZATIONS = ("none", "global", "instance")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A front end and all its parameters (lengths in samples, frequencies in Hz)."""
+
+    kind: str
+    sample_rate: int = 16000
+    win_length: int = 0
+    hop_length: int = 0
+    n_fft: int = 0
+    window: str = "hamming"
+    power: float = 1.0
+    """1 = magnitude, 2 = power, applied before the mel filterbank and the log."""
+    n_mels: int = 0
+    f_min: float = 0.0
+    f_max: float = 0.0
+    """Upper mel edge in Hz; 0 means sample_rate / 2."""
+    log_offset: float = 1e-7
+    """Features are ln(value + log_offset)."""
+    normalization: str = "none"
+    norm_mean: tuple[float, ...] | None = None
+    """Per-bin mean for ``global`` normalisation (length = n_bins)."""
+    norm_std: tuple[float, ...] | None = None
+    """Per-bin standard deviation for ``global`` normalisation (length = n_bins)."""
+    norm_eps: float = 1e-5
+    """Added to the variance in ``instance`` normalisation (as torch InstanceNorm)."""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise FeatureSpecError(f"unknown front-end kind {self.kind!r}", hint=f"use one of {KINDS}")
+        if self.normalization not in NORMALIZATIONS:
+            raise FeatureSpecError(f"unknown normalization {self.normalization!r}",
+                                   hint=f"use one of {NORMALIZATIONS}")
+        if self.kind != "waveform":
+            if self.win_length <= 0 or self.hop_length <= 0 or self.n_fft < self.win_length:
+                raise FeatureSpecError(
+                    f"{self.kind}: need win_length > 0, hop_length > 0 and n_fft >= win_length "
+                    f"(got {self.win_length}, {self.hop_length}, {self.n_fft})")
+            if self.window not in ("hamming", "hann", "rectangular"):
+                raise FeatureSpecError(f"unknown window {self.window!r}", hint="hamming, hann or rectangular")
+        if self.kind == "log_mel" and self.n_mels <= 0:
+            raise FeatureSpecError("log_mel needs n_mels > 0")
+        if self.normalization == "global":
+            if self.norm_mean is None or self.norm_std is None:
+                raise FeatureSpecError("global normalization needs norm_mean and norm_std",
+                                       hint="compute them with FeatureSpec.with_global_stats on training data")
+            if len(self.norm_mean) != self.n_bins or len(self.norm_std) != self.n_bins:
+                raise FeatureSpecError(
+                    f"norm_mean/norm_std have {len(self.norm_mean)}/{len(self.norm_std)} values, "
+                    f"expected one per bin ({self.n_bins})")
+            if min(self.norm_std) <= 0:
+                raise FeatureSpecError("norm_std must be positive")
+
+    # -- geometry -------------------------------------------------------
+    @property
+    def n_bins(self) -> int:
+        """Feature rows: n_fft // 2 + 1 for STFTs, n_mels for log_mel, 1 for waveform."""
+        if self.kind == "log_mel":
+            return self.n_mels
+        if self.kind == "waveform":
+            return 1
+        return self.n_fft // 2 + 1
+
+    @property
+    def frame_hop(self) -> int:
+        """Samples between consecutive frames (1 for the waveform)."""
+        return 1 if self.kind == "waveform" else self.hop_length
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of frames in ``n_samples`` samples (waveform: the samples themselves)."""
+        if self.kind == "waveform":
+            return n_samples
+        if n_samples < self.win_length:
+            return 0
+        return 1 + (n_samples - self.win_length) // self.hop_length
+
+    def output_shape(self, n_samples: int) -> tuple[int, ...]:
+        """Shape of :func:`compute_features` for a window of ``n_samples`` samples."""
+        if self.kind == "waveform":
+            return (n_samples,)
+        return (self.n_bins, self.n_frames(n_samples))
+
+    # -- serialisation ---------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("norm_mean", "norm_std"):
+            if d[key] is not None:
+                d[key] = [float(v) for v in d[key]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise FeatureSpecError(f"unknown FeatureSpec field(s) {sorted(unknown)}",
+                                   hint="the bundle was written by a newer edge-cm; upgrade")
+        d = dict(d)
+        for key in ("norm_mean", "norm_std"):
+            if d.get(key) is not None:
+                d[key] = tuple(float(v) for v in d[key])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def with_global_stats(self, mean: np.ndarray, std: np.ndarray) -> FeatureSpec:
+        """A copy with ``global`` normalisation from per-bin ``mean`` and ``std``."""
+        std = np.maximum(np.asarray(std, dtype=np.float64), 1e-6)
+        return replace(self, normalization="global",
+                       norm_mean=tuple(float(v) for v in np.asarray(mean, dtype=np.float64)),
+                       norm_std=tuple(float(v) for v in std))
+
+
+# -- the four front ends of the literature ------------------------------------
+
+def efficientcnn_spec() -> FeatureSpec:
+    """(a) log-magnitude STFT: Hamming 1,728 (108 ms), n_fft 1,728, hop 160 (10 ms).
+
+    Global z-normalisation statistics are added by training (``with_global_stats``).
+    """
+    return FeatureSpec(kind="log_spectrogram", win_length=1728, hop_length=160, n_fft=1728,
+                       window="hamming", power=1.0, log_offset=1e-7)
+
+
+def resnetse_spec() -> FeatureSpec:
+    """(b) 40-band log-mel: 25 ms (400) window, 10 ms (160) hop, 512-point FFT, instance norm."""
+    return FeatureSpec(kind="log_mel", win_length=400, hop_length=160, n_fft=512, window="hamming",
+                       power=2.0, n_mels=40, f_min=20.0, f_max=7600.0, log_offset=1e-6,
+                       normalization="instance")
+
+
+def dual_stream_spec() -> FeatureSpec:
+    """(c) log STFT: window 512, hop 187, ln(|X| + 1e-7)."""
+    return FeatureSpec(kind="log_stft", win_length=512, hop_length=187, n_fft=512, window="hann",
+                       power=1.0, log_offset=1e-7)
+
+
+def waveform_spec(normalize: bool = True) -> FeatureSpec:
+    """(d) raw waveform; zero-mean unit-variance per window when ``normalize`` (wav2vec2 style)."""
+    return FeatureSpec(kind="waveform", window="rectangular",
+                       normalization="instance" if normalize else "none")
+
+
+# -- numeric building blocks (shared with the torch front end in training/) ---
+
+def window_function(spec: FeatureSpec) -> np.ndarray:
+    """The analysis window (periodic=False, as numpy/scipy symmetric windows), float64."""
+    n = spec.win_length
+    if spec.window == "hamming":
+        return np.hamming(n)
+    if spec.window == "hann":
+        return np.hanning(n)
+    return np.ones(n)
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(spec: FeatureSpec) -> np.ndarray:
+    """Triangular HTK mel filterbank, shape (n_mels, n_fft // 2 + 1), no area normalisation."""
+    n_freqs = spec.n_fft // 2 + 1
+    f_max = spec.f_max or spec.sample_rate / 2
+    fft_freqs = np.linspace(0.0, spec.sample_rate / 2, n_freqs)
+    mel_pts = np.linspace(hz_to_mel(spec.f_min), hz_to_mel(f_max), spec.n_mels + 2)
+    hz_pts = mel_to_hz(mel_pts)
+    lower, centre, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
+    up = (fft_freqs[None, :] - lower) / (centre - lower)
+    down = (upper - fft_freqs[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(up, down))
+
+
+class FrameAnalyzer:
+    """Turns frames of samples into per-frame feature columns (before normalisation).
+
+    Holds the window and filterbank once, so streaming calls stay cheap.
+    """
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
+        if spec.kind != "waveform":
+            self._window = window_function(spec).astype(np.float32)
+            self._mel = mel_filterbank(spec).astype(np.float32) if spec.kind == "log_mel" else None
+
+    def frames(self, samples: np.ndarray) -> np.ndarray:
+        """Per-frame columns for every full frame in ``samples``: shape (bins, frames), float32."""
+        spec = self.spec
+        x = np.asarray(samples, dtype=np.float32)
+        if spec.kind == "waveform":
+            return x[None, :]
+        n = spec.n_frames(x.size)
+        if n == 0:
+            return np.zeros((spec.n_bins, 0), dtype=np.float32)
+        idx = np.arange(spec.win_length)[None, :] + spec.hop_length * np.arange(n)[:, None]
+        framed = x[idx] * self._window[None, :]
+        mag = np.abs(np.fft.rfft(framed, n=spec.n_fft, axis=1)).astype(np.float32)
+        if spec.power != 1.0:
+            mag = mag ** np.float32(spec.power)
+        if self._mel is not None:
+            mag = mag @ self._mel.T
+        return np.log(mag + np.float32(spec.log_offset)).T.astype(np.float32)
+
+
+def normalize(spec: FeatureSpec, columns: np.ndarray) -> np.ndarray:
+    """Apply the spec's normalisation to a whole window of columns (bins, frames)."""
+    if spec.normalization == "global":
+        mean = np.asarray(spec.norm_mean, dtype=np.float32)[:, None]
+        std = np.asarray(spec.norm_std, dtype=np.float32)[:, None]
+        return ((columns - mean) / std).astype(np.float32)
+    if spec.normalization == "instance":
+        mean = columns.mean(axis=1, keepdims=True)
+        var = columns.var(axis=1, keepdims=True)
+        return ((columns - mean) / np.sqrt(var + np.float32(spec.norm_eps))).astype(np.float32)
+    return columns.astype(np.float32, copy=False)
+
+
+def compute_features(spec: FeatureSpec, window: np.ndarray, analyzer: FrameAnalyzer | None = None) -> np.ndarray:
+    """Features of one window of 16 kHz float32 samples: (bins, frames), or (samples,) for waveform."""
+    analyzer = analyzer or FrameAnalyzer(spec)
+    out = normalize(spec, analyzer.frames(window))
+    return out[0] if spec.kind == "waveform" else out

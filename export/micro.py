@@ -1,0 +1,78 @@
+"""Microcontroller readiness: run the int8 .tflite in TensorFlow Lite Micro's Python interpreter.
+
+Reports the tensor arena TFLM actually allocates (its recording allocator) and the parity
+of its int8 outputs with LiteRT on the same int8 inputs. Needs PyPI ``tflite-micro``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_cm.errors import DependencyError, ExportError
+
+ARENA_TRY_BYTES = 16 * 1024 * 1024
+
+
+def _capture_fd1(fn):
+    """Run ``fn`` with the C-level stdout sent to a file; return (result, text). TFLM prints from C++."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            result = fn()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        tmp.seek(0)
+        return result, tmp.read().decode("utf-8", "replace")
+
+
+def micro_check(tflite_int8: str | Path, inputs: np.ndarray) -> dict:
+    """Arena bytes TFLM needs for ``tflite_int8`` and its output parity with LiteRT.
+
+    ``inputs`` are float model inputs (n, *input_shape); both interpreters get the same
+    int8-quantised tensors.
+    """
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise DependencyError("tflite-micro is not installed", hint="pip install tflite-micro") from None
+    from .tflite_export import tflite_interpreter
+
+    path = Path(tflite_int8)
+    try:
+        micro = runtime.Interpreter.from_file(str(path), arena_size=ARENA_TRY_BYTES)
+    except Exception as exc:
+        raise ExportError(f"TFLite Micro cannot load the model ({exc})", path=path,
+                          hint="an op may be missing from TFLM's kernels") from None
+    lite = tflite_interpreter(path)
+    ind, outd = lite.get_input_details()[0], lite.get_output_details()[0]
+    scale, zp = ind["quantization"]
+    o_scale, o_zp = outd["quantization"]
+    diffs, agree = [], 0
+    for x in inputs:
+        q = np.clip(np.round(np.asarray(x, np.float32) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+        q = q.reshape(ind["shape"])
+        micro.set_input(q, 0)
+        micro.invoke()
+        y_micro = np.asarray(micro.get_output(0)).astype(np.int32).reshape(-1)
+        lite.set_tensor(ind["index"], q)
+        lite.invoke()
+        y_lite = lite.get_tensor(outd["index"]).astype(np.int32).reshape(-1)
+        diffs.append(int(np.max(np.abs(y_micro - y_lite))))
+        agree += int(np.argmax(y_micro) == np.argmax(y_lite))
+    _, text = _capture_fd1(micro.print_allocations)
+    found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", text)}
+    return {"interpreter": "tflite-micro (Python)", "arena_bytes": found.get("total"),
+            "arena_head_bytes": found.get("head"), "arena_tail_bytes": found.get("tail"),
+            "windows": int(len(inputs)), "max_abs_diff_int8_lsb": int(max(diffs)) if diffs else None,
+            "max_abs_diff_logit": float(max(diffs) * o_scale) if diffs else None,
+            "argmax_agreement": agree / max(1, len(inputs)),
+            "output_zero_point": int(o_zp)}

@@ -1,0 +1,198 @@
+"""Model profile: parameters, MACs, activation memory (torch side), plus file sizes, latency and target fit.
+
+MAC convention (one multiply-accumulate = 1 MAC, batch 1, one window): convolutions count
+``output elements * in_channels / groups * kernel size``; linear layers ``in_features *
+out_features`` per row. Bias adds, normalisation, activations, pooling and the front end are
+not counted. ``torch.utils.flop_counter`` counts 2 FLOPs per MAC for the same ops; the
+profile records its figure / 2 as a cross-check.
+
+Activation memory (tensor-arena estimate): the model's ``torch.export`` graph is walked in
+execution order; a tensor is live from the op that makes it to its last use. The peak
+of the summed live activation bytes (weights excluded: they stay in flash) is reported
+for float32 (4 bytes/element) and int8 (1 byte/element), together with the largest
+single op's inputs + outputs. TFLite Micro's real arena (planner, alignment, scratch)
+is measured separately when tflite-micro is installed (:mod:`export.micro`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_cm.bundle import Bundle
+from edge_cm.profile import fit_markdown, latency_profile, target_fit
+
+_VIEW_OPS = {"view", "reshape", "_unsafe_view", "alias", "squeeze", "unsqueeze", "expand", "permute", "transpose",
+             "t", "flatten", "detach", "clone", "contiguous", "slice", "select"}
+
+
+def load_targets(path: str | Path | None = None) -> dict:
+    """Deployment targets (export/targets.json unless ``path``), without the ``_about`` note."""
+    text = Path(path or Path(__file__).with_name("targets.json")).read_text(encoding="utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def count_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model, example) -> int:
+    """Conv + linear MACs for one forward pass on ``example`` (see module docstring)."""
+    import torch
+    import torch.nn as nn
+
+    total = [0]
+
+    def conv_hook(mod, inp, out):
+        k = int(np.prod(mod.kernel_size))
+        total[0] += int(out.numel()) * (mod.in_channels // mod.groups) * k
+
+    def linear_hook(mod, inp, out):
+        total[0] += int(out.numel()) * mod.in_features
+
+    handles = []
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            handles.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, nn.Linear):
+            handles.append(mod.register_forward_hook(linear_hook))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def flop_counter_macs(model, example) -> int:
+    """torch.utils.flop_counter FLOPs / 2 (its convention: 2 FLOPs per multiply-accumulate)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example)
+    return int(counter.get_total_flops() // 2)
+
+
+def activation_memory(model, example) -> dict:
+    """Peak live activation elements/bytes over the exported graph (see module docstring)."""
+    import torch
+
+    ep = torch.export.export(model.eval(), (example,))
+    sig = ep.graph_signature
+    weights = set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | set(
+        getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    nodes = list(ep.graph.nodes)
+    order = {n: i for i, n in enumerate(nodes)}
+
+    def numel(n) -> int:
+        val = n.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            return int(val.numel())
+        if isinstance(val, (tuple, list)):
+            return int(sum(v.numel() for v in val if isinstance(v, torch.Tensor)))
+        return 0
+
+    def is_view(n) -> bool:
+        name = getattr(n.target, "__name__", str(n.target)).split(".")[0]
+        return n.op == "call_function" and name in _VIEW_OPS
+
+    # Views share their source's storage: charge their lifetime to the storage owner.
+    owner = {}
+    for n in nodes:
+        if is_view(n) and n.args and hasattr(n.args[0], "op"):
+            owner[n] = owner.get(n.args[0], n.args[0])
+        else:
+            owner[n] = n
+    last_use = {}
+    for n in nodes:
+        for u in n.users:
+            o = owner[n]
+            last_use[o] = max(last_use.get(o, -1), order[u])
+    live, peak, biggest_op = {}, 0, 0
+    for n in nodes:
+        if n.op == "placeholder" and n.name in weights:
+            continue
+        if n.op in ("placeholder", "call_function") and owner[n] is n:
+            live[n] = numel(n)
+        if n.op == "call_function":
+            ins = {owner[a] for a in n.all_input_nodes if owner[a] in live}
+            op_io = sum(live[a] for a in ins) + (numel(n) if owner[n] is n else 0)
+            biggest_op = max(biggest_op, op_io)
+        peak = max(peak, sum(live.values()))
+        for o in [o for o in live if last_use.get(o, -1) <= order[n] and o is not n]:
+            del live[o]
+    return {"peak_live_elements": int(peak), "max_op_io_elements": int(biggest_op),
+            "bytes": {"float32": int(4 * peak), "int8": int(peak)},
+            "max_op_io_bytes": {"float32": int(4 * biggest_op), "int8": int(biggest_op)}}
+
+
+def model_stats(model, example) -> dict:
+    """Torch-side numbers of one model: parameters, MACs (and the flop_counter cross-check), activations."""
+    macs = count_macs(model, example)
+    try:
+        fc = flop_counter_macs(model, example)
+    except Exception:  # flop_counter is a cross-check; a failure must not stop an export
+        fc = None
+    act = activation_memory(model, example)
+    return {"parameters": count_parameters(model), "macs": macs, "macs_flop_counter": fc,
+            "mac_convention": "conv: out_elements*in_ch/groups*kernel; linear: in*out; batch 1, one window; "
+                              "bias/norm/activation/pool/front end not counted",
+            "input_shape": [int(d) for d in example.shape], "activation_memory": act}
+
+
+def profile_bundle(model, bundle: Bundle, *, repeats: int = 20, targets: dict | None = None,
+                   example=None) -> dict:
+    """The full profile stored in bundle metadata ``profile`` (needs the model files in ``bundle.path``)."""
+    import torch
+
+    from .api import model_input_shape
+
+    meta = bundle.meta
+    if example is None:
+        example = torch.zeros(model_input_shape(meta.feature_spec, meta.window_samples), dtype=torch.float32)
+    stats = model_stats(model, example)
+    sizes = {f"{m.format}/{m.precision}": int((bundle.path / m.file).stat().st_size) for m in meta.models}
+    targets = targets if targets is not None else load_targets()
+    fit = target_fit({"macs": stats["macs"], "file_sizes": sizes,
+                      "activation_bytes": stats["activation_memory"]["bytes"]}, targets)
+    latency = latency_profile(bundle, repeats=repeats, threads=1)
+    return {**stats, "file_sizes": sizes, "latency": latency, "targets": fit,
+            "targets_note": "fit: file <= flash/storage budget and arena estimate <= RAM budget; "
+                            "ms per window = MACs / assumed MAC rate (export/targets.json), an estimate"}
+
+
+def profile_markdown(profile: dict, targets: dict | None = None) -> str:
+    """Human-readable profile: model numbers, latency per backend, target fit."""
+    targets = targets if targets is not None else load_targets()
+    act = profile["activation_memory"]
+    if "activation_memory" not in profile:
+        return "(this bundle stores no model profile)"
+    lines = [f"- parameters: {profile['parameters']:,}",
+             f"- MACs per window: {profile['macs']:,} (flop_counter / 2: {profile.get('macs_flop_counter')})",
+             f"- input shape: {profile['input_shape']}",
+             f"- activation arena estimate: {act['bytes']['float32']:,} B float32, {act['bytes']['int8']:,} B int8",
+             "", "| model | file bytes | inference median ms | p95 ms | real-time factor |", "|---|---:|---:|---:|---:|"]
+    lat = profile["latency"]
+    for key, size in profile["file_sizes"].items():
+        st = lat["inference"].get(key, {})
+        lines.append(f"| {key} | {size:,} | {st.get('median_ms', float('nan')):.2f} | "
+                     f"{st.get('p95_ms', float('nan')):.2f} | {st.get('real_time_factor', float('nan')):.4f} |")
+    fe = lat["front_end"]
+    lines += ["", f"Front end (numpy, {lat['window_seconds']:.1f}-s window): median {fe['median_ms']:.2f} ms, "
+                  f"p95 {fe['p95_ms']:.2f} ms; {lat['threads']} thread, {lat['machine']['cpu']}.", "",
+              fit_markdown(profile["targets"], targets)]
+    if profile.get("micro"):
+        mi = profile["micro"]
+        lines += ["", f"TensorFlow Lite Micro: arena {mi['arena_bytes']:,} B; int8 outputs differ from LiteRT by at "
+                      f"most {mi['max_abs_diff_int8_lsb']} LSB on {mi['windows']} windows."]
+    return "\n".join(lines)
+
+
+def reprofile_bundle(bundle, *, repeats: int = 20, targets: dict | None = None) -> dict:
+    """``edge-cm-export profile``: re-measure a written bundle (torch-free, see edge_cm.profile.reprofile)."""
+    from edge_cm.profile import reprofile
+
+    return reprofile(bundle, targets if targets is not None else load_targets(), repeats=repeats)

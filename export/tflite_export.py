@@ -1,0 +1,156 @@
+"""torch -> TFLite (LiteRT) via litert-torch: float32, and full-integer int8 via PT2E.
+
+The int8 model has int8 input and output tensors; their scale and zero point
+(real = scale * (q - zero_point)) are read back from the file into the bundle.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from edge_cm.bundle import TensorInfo
+from edge_cm.errors import DependencyError, ExportError
+
+# TfLiteType enum values (tensorflow/lite/schema), as the model-interface rewriter expects them.
+_TFL_INT8 = 9
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch prints a progress tree; keep CLI and test output readable unless asked for."""
+    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old if old is not None else "n"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if old is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+
+
+def _litert_torch():
+    try:
+        import litert_torch
+    except ImportError:
+        raise DependencyError("litert-torch is not installed", hint="pip install 'edge-cm[export]'") from None
+    return litert_torch
+
+
+def export_tflite(model, example, path: str | Path) -> Path:
+    """Write ``model`` (fixed input shape of ``example``) as a float32 .tflite file."""
+    litert_torch = _litert_torch()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _quiet():
+            edge = litert_torch.convert(model.eval(), (example,))
+            edge.export(str(path))
+    except Exception as exc:
+        raise ExportError(f"litert-torch conversion failed ({type(exc).__name__}: {str(exc)[:300]})", path=path,
+                          hint="the model uses an op litert-torch cannot lower; simplify its forward") from None
+    return path
+
+
+def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: str | Path, *,
+                       per_channel: bool = True) -> Path:
+    """Full-integer int8 .tflite via PT2E post-training quantisation.
+
+    ``calibration`` yields model inputs (each of the shape of ``example``): the
+    representative dataset whose activation ranges set the int8 scales.
+    """
+    import torch
+
+    litert_torch = _litert_torch()
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _quiet():
+            graph = torch.export.export(model.eval(), (example,)).module()
+            quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
+            prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+            n = 0
+            with torch.no_grad():
+                for x in calibration:
+                    prepared(torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(example.shape))
+                    n += 1
+            if n == 0:
+                raise ExportError("no calibration windows", hint="pass --calibration with real audio")
+            converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+            edge = litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+            edge.export(str(path))
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"int8 TFLite conversion failed ({type(exc).__name__}: {str(exc)[:300]})", path=path,
+                          hint="check the model and the calibration windows") from None
+    _force_int8_io(path)
+    return path
+
+
+def _force_int8_io(path: Path) -> None:
+    """Make the model's input and output int8 if the converter left a float interface."""
+    inp, out = tflite_tensor_info(path)
+    if inp.dtype == "int8" and out.dtype == "int8":
+        return
+    from ai_edge_litert import _pywrap_modify_model_interface as mmi
+
+    tmp = path.with_suffix(".io.tflite")
+    status = mmi.modify_model_interface(str(path), str(tmp), _TFL_INT8, _TFL_INT8)
+    if status != 0:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot make the int8 model's interface int8 (status {status})", path=path)
+    os.replace(tmp, path)
+
+
+def tflite_interpreter(path: str | Path, threads: int = 1):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def _info(detail: dict, layout: str) -> TensorInfo:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zp = detail["quantization"]
+    quantised = dtype in ("int8", "uint8", "int16")
+    return TensorInfo(name=str(detail["name"]), shape=[int(d) for d in detail["shape"]], dtype=dtype, layout=layout,
+                      scale=float(scale) if quantised else None, zero_point=int(zp) if quantised else None)
+
+
+def tflite_tensor_info(path: str | Path, layout: str = "") -> tuple[TensorInfo, TensorInfo]:
+    """Input and output TensorInfo (with int8 scale / zero point) read from the .tflite file."""
+    interp = tflite_interpreter(path)
+    return _info(interp.get_input_details()[0], layout), _info(interp.get_output_details()[0], "NC")
+
+
+def run_tflite(path_or_interp, inputs: np.ndarray) -> np.ndarray:
+    """Float logits for a batch of single-window float inputs; int8 models are (de)quantised at the edges."""
+    interp = tflite_interpreter(path_or_interp) if isinstance(path_or_interp, (str, Path)) else path_or_interp
+    ind, outd = interp.get_input_details()[0], interp.get_output_details()[0]
+    rows = []
+    for x in inputs:
+        x = np.asarray(x, dtype=np.float32).reshape(ind["shape"])
+        if np.dtype(ind["dtype"]) == np.int8:
+            scale, zp = ind["quantization"]
+            x = np.clip(np.round(x / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+        interp.set_tensor(ind["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(outd["index"])
+        if np.dtype(outd["dtype"]) == np.int8:
+            scale, zp = outd["quantization"]
+            y = (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+        rows.append(np.asarray(y, dtype=np.float32).reshape(-1))
+    return np.stack(rows)

@@ -1,0 +1,207 @@
+"""On-the-fly augmentation: realised SNR, RT60 of simulated rooms, codec round trips, speed, seeding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import welch
+
+from edge_cm.audio import read_audio
+from edge_cm.errors import DataError, DependencyError
+from training.augment import (
+    CODEC_LABELS, SPEED_LABELS, AddNoise, CodecAugment, Compose, RandomAugment, RoomReverb, SpeedChange, Step,
+    apply_rir, codec_round_trip, colored_noise, pseudo_labels, schroeder_rt60, simulate_rir, speed_label,
+)
+from training.augment._common import power
+
+from conftest import pick_clips
+
+SR = 16000
+
+
+def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
+    return 10 * np.log10(power(clean) / power(noisy.astype(np.float64) - clean))
+
+
+@pytest.fixture(scope="module")
+def speech(real_speech: np.ndarray) -> np.ndarray:
+    """Real speech scaled to a 0.25 peak, so no mix below needs rescaling."""
+    return (real_speech * (0.25 / np.max(np.abs(real_speech)))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def other_speech(bonafide_dir, bonafide_rows) -> list[np.ndarray]:
+    """Four real clips from other speakers (train split), for babble."""
+    return [read_audio(bonafide_dir / r["path"]) for r in pick_clips(bonafide_rows, "train", 4, 2.0, 8.0)]
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", "babble"])
+@pytest.mark.parametrize("target", [0.0, 10.0, 25.0])
+def test_noise_realised_snr_within_half_db(speech, other_speech, kind, target):
+    aug = AddNoise(snr_db=target, kinds=(kind,), babble_speech=tuple(other_speech))
+    noisy, label = aug(speech, 7)
+    assert label == f"noise_{kind}"
+    assert noisy.dtype == np.float32 and noisy.shape == speech.shape
+    assert abs(snr_db(speech, noisy) - target) < 0.5
+
+
+def test_noise_from_recorded_files_realises_snr(tmp_path, speech, other_speech):
+    path = tmp_path / "noise.wav"
+    sf.write(path, other_speech[0], SR)  # a real recording on disk, shorter than the speech: it is looped
+    noisy, label = AddNoise.from_files([path], snr_db=6.0)(speech, 0)
+    assert label == "noise_recorded"
+    assert abs(snr_db(speech, noisy) - 6.0) < 0.5
+    ranged = AddNoise.from_files([path], snr_db=(3.0, 12.0))
+    realised = [snr_db(speech, ranged(speech, seed)[0]) for seed in range(4)]
+    assert all(2.5 < r < 12.5 for r in realised) and max(realised) - min(realised) > 0.5
+    assert snr_db(speech, ranged(speech, 1)[0]) == realised[1]  # same seed, same draw
+
+
+def test_loud_mix_is_scaled_not_clipped_and_keeps_snr(real_speech):
+    loud = (real_speech / np.max(np.abs(real_speech)) * 0.99).astype(np.float32)
+    noisy, _ = AddNoise(snr_db=0.0, kinds=("white",))(loud, 3)
+    assert np.max(np.abs(noisy)) <= 0.999 + 1e-6
+    gain = float(np.dot(noisy, loud) / np.dot(loud, loud))  # the common down-scaling
+    assert gain < 0.9
+    assert abs(snr_db(loud * gain, noisy) - 0.0) < 0.5
+
+
+@pytest.mark.parametrize("kind, slope_db_per_octave", [("white", 0.0), ("pink", -3.01), ("brown", -6.02)])
+def test_noise_colours_have_their_spectral_slope(kind, slope_db_per_octave):
+    noise = colored_noise(kind, 4 * SR, 0)
+    assert np.sqrt(power(noise)) == pytest.approx(1.0, rel=1e-4)
+    f, pxx = welch(noise, fs=SR, nperseg=4096)
+    band = (f >= 100) & (f <= 6000)
+    slope = np.polyfit(np.log2(f[band]), 10 * np.log10(pxx[band]), 1)[0]
+    assert abs(slope - slope_db_per_octave) < 0.5
+
+
+def test_babble_or_recorded_without_sources_is_a_typed_error():
+    with pytest.raises(DataError, match="babble"):
+        AddNoise(kinds=("babble",))
+    with pytest.raises(DataError, match="recorded"):
+        AddNoise(kinds=("recorded",))
+    with pytest.raises(DataError, match="snr_db"):
+        AddNoise(snr_db=(20.0, 5.0))
+
+
+@pytest.mark.parametrize("rt60", [0.25, 0.6, 1.2])
+@pytest.mark.parametrize("drr_db", [None, 5.0])
+def test_simulated_rir_has_requested_rt60(rt60, drr_db):
+    for seed in range(3):
+        measured = schroeder_rt60(simulate_rir(rt60, seed, drr_db=drr_db))
+        assert measured == pytest.approx(rt60, rel=0.08)
+
+
+def test_reverb_keeps_length_level_and_alignment(speech):
+    wet, label = RoomReverb(rt60_s=0.5, drr_db=6.0)(speech, 11)
+    assert label == "reverb" and wet.shape == speech.shape
+    assert np.sqrt(power(wet)) == pytest.approx(np.sqrt(power(speech)), rel=0.01)
+    lags = np.arange(-400, 401)
+    corr = [np.dot(np.roll(wet, -k), speech) for k in lags]
+    assert lags[int(np.argmax(corr))] == 0
+    # Reverberation fills the pauses: the longer the RT60, the fewer quiet 20 ms frames remain.
+    def quiet_share(y: np.ndarray) -> float:
+        frames = y[: y.size // 320 * 320].reshape(-1, 320).astype(np.float64)
+        level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        return float(np.mean(level < level.max() - 30))
+
+    shares = [quiet_share(speech)] + [quiet_share(apply_rir(speech, simulate_rir(rt, 0, drr_db=0.0)))
+                                      for rt in (0.2, 1.5)]
+    assert shares[0] > shares[1] > shares[2]
+
+
+@pytest.mark.parametrize("label", ["mp3_16k", "mp3_64k", "aac_32k", "opus_16k", "opus_64k"])
+def test_codec_round_trip_keeps_length_and_alignment(speech, label):
+    clip = speech[: int(1.5 * SR)]
+    out, got = CodecAugment(choices=(label,))(clip, 0)
+    assert got == label
+    assert out.dtype == np.float32 and out.shape == clip.shape
+    assert np.max(np.abs(out - clip)) > 1e-3  # it really went through a lossy codec
+    lags = np.arange(-300, 301)
+    corr = np.array([np.dot(np.roll(out, -k), clip) for k in lags])
+    assert lags[int(np.argmax(corr))] == 0  # encoder delay removed
+    rel_err = np.sqrt(power(out - clip) / power(clip))
+    assert rel_err < 0.9
+
+
+def test_lower_bitrate_loses_more(speech):
+    clip = speech[: int(1.5 * SR)]
+    err = {kbps: power(codec_round_trip(clip, "mp3", kbps) - clip) for kbps in (16, 64)}
+    assert err[16] > err[64]
+
+
+def test_codec_errors_are_typed(speech):
+    with pytest.raises(DependencyError, match="apt-get install ffmpeg"):
+        CodecAugment(choices=("mp3_32k",), ffmpeg="no-such-ffmpeg-binary")(speech[:SR], 0)
+    with pytest.raises(DataError, match="mp3_48k"):
+        CodecAugment(choices=("mp3_48k",))
+    assert CODEC_LABELS[0] == "none" and len(CODEC_LABELS) == 10
+
+
+@pytest.mark.parametrize("factor, label", [(2.0, "speed_2"), (0.5, "speed_0.5"), (1.25, "speed_1.25")])
+def test_speed_change_scales_duration_and_label(speech, factor, label):
+    out, got = SpeedChange(factor=factor)(speech, 0)
+    assert got == label
+    assert abs(out.size - speech.size / factor) <= 1
+
+
+def test_speed_change_shifts_pitch():
+    t = np.arange(SR) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    out, _ = SpeedChange(factor=1.25)(tone, 0)
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
+    peak_hz = np.argmax(spectrum) * SR / out.size
+    assert peak_hz == pytest.approx(550.0, abs=3.0)
+
+
+def test_speed_labels_are_buckets():
+    assert speed_label(1.0) == speed_label(1.04) == "speed_1"
+    assert speed_label(1.3) == "speed_1.25" and speed_label(0.52) == "speed_0.5" and speed_label(1.9) == "speed_2"
+    assert set(speed_label(f) for f in np.linspace(0.5, 2.0, 200)) == set(SPEED_LABELS)
+    with pytest.raises(DataError):
+        speed_label(2.5)
+    with pytest.raises(DataError):
+        SpeedChange(factor=(0.3, 1.0))
+
+
+def test_random_augment_is_deterministic_per_seed(speech, other_speech):
+    clip = speech[: 2 * SR]
+    chain = RandomAugment([
+        Step(SpeedChange(factor=(0.7, 1.4)), 0.7),
+        Step(RoomReverb(), 0.7),
+        Step(AddNoise(kinds=("pink", "babble"), babble_speech=tuple(other_speech)), 0.7),
+        Step(CodecAugment(choices=("mp3_32k", "opus_16k")), 0.7),
+    ])
+    runs = {seed: [chain(clip, seed) for _ in range(2)] for seed in (1, 2, 3)}
+    for (a, la), (b, lb) in runs.values():
+        assert la == lb and np.array_equal(a, b)
+    outputs = [runs[s][0] for s in runs]
+    assert len({tuple(lab) for _, lab in outputs}) > 1 or not np.array_equal(outputs[0][0], outputs[1][0])
+    # A Generator passed in is used as is: the same seed gives the same stream.
+    a, la = chain(clip, np.random.default_rng(5))
+    b, lb = chain(clip, np.random.default_rng(5))
+    assert la == lb and np.array_equal(a, b)
+
+
+def test_random_augment_applies_steps_with_their_probability(speech):
+    clip = speech[:4000]
+    chain = RandomAugment([Step(AddNoise(snr_db=30.0, kinds=("white",)), 0.3), Step(SpeedChange(1.1), 0.8)])
+    rng = np.random.default_rng(0)
+    counts = {"noise_white": 0, "speed_1.1": 0}
+    for _ in range(300):
+        _, labels = chain(clip, rng)
+        for lab in labels:
+            counts[lab] += 1
+    assert counts["noise_white"] / 300 == pytest.approx(0.3, abs=0.08)
+    assert counts["speed_1.1"] / 300 == pytest.approx(0.8, abs=0.08)
+    _, none = RandomAugment([Step(SpeedChange(1.1), 0.0)])(clip, 0)
+    _, capped = RandomAugment([Step(SpeedChange(1.1), 1.0), Step(SpeedChange(0.9), 1.0)], max_steps=1)(clip, 0)
+    assert none == [] and len(capped) == 1
+
+
+def test_compose_applies_all_in_order_and_pseudo_labels(speech):
+    out, labels = Compose([SpeedChange(2.0), CodecAugment(choices=("aac_16k",))])(speech[: 2 * SR], 4)
+    assert labels == ["speed_2", "aac_16k"] and out.size == SR
+    assert pseudo_labels(labels) == {"codec": "aac_16k", "speed": "speed_2"}
+    assert pseudo_labels(["noise_pink", "reverb"]) == {"codec": "none", "speed": "speed_1"}

@@ -1,0 +1,353 @@
+"""Export stage: a small CNN trained here on real speech vs real TTS, exported to all four formats
+through the CLI, gated, run in each real runtime, profiled, and checked for microcontrollers."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+from edge_cm.audio import read_audio  # noqa: E402
+from edge_cm.bundle import load_bundle  # noqa: E402
+from edge_cm.features import FrameAnalyzer, compute_features, resnetse_spec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LEGACY_PY = REPO / ".venv-tflite-legacy" / "bin" / "python"
+WINDOW = 64000
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.", "Please call Stella and ask her to bring these things.",
+    "My voice is my password, verify me.", "Transfer five hundred dollars to my savings account.",
+    "The weather today is cloudy with a chance of rain.", "Open the front door and turn on the lights.",
+    "She sells sea shells by the sea shore.", "We will meet at the station at seven thirty.",
+    "Numbers like forty two and nineteen are easy to say.", "Remember to water the plants every morning.",
+    "A journey of a thousand miles begins with one step.", "The museum opens at nine on weekdays.",
+]
+VOICES = ["en", "en-us", "en-gb-scotland", "en+f3", "en+m3", "en-us+f2"]
+
+
+class TinyCNN(nn.Module):
+    """A small spectrogram CNN: input (1, 1, 40, 398) log-mel, output logits (1, 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+def _espeak(text: str, voice: str, path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True,
+                   capture_output=True, timeout=60)
+    return path
+
+
+def _window(audio: np.ndarray) -> np.ndarray:
+    if audio.size < WINDOW:
+        audio = np.tile(audio, -(-WINDOW // audio.size))
+        return audio[:WINDOW].astype(np.float32)
+    off = (audio.size - WINDOW) // 2
+    return audio[off:off + WINDOW].astype(np.float32)
+
+
+def _write_manifest(path: Path, rows: list[tuple[Path, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for p, label in rows:
+            w.writerow([str(p), label])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, bonafide_dir, bonafide_rows):
+    """Train TinyCNN on real speech (train split) vs espeak-ng; write calibration/eval manifests of other files."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng)")
+    tmp = tmp_path_factory.mktemp("export")
+    spec = resnetse_spec()
+    speech = [r for r in bonafide_rows if r["source"] == "resemblyzer_librispeech"]
+    by_split = {s: [bonafide_dir / r["path"] for r in speech if r["split"] == s] for s in ("train", "dev", "test")}
+    tts = [_espeak(SENTENCES[i % len(SENTENCES)], VOICES[i % len(VOICES)], tmp / f"tts_{i:02d}.wav")
+           for i in range(36)]
+    train_bona, train_tts = by_split["train"][:24], tts[:12]
+    cal_bona, cal_tts = by_split["dev"][:12], tts[12:20]
+    ev_bona, ev_tts = by_split["test"][:16], tts[20:36]
+
+    analyzer = FrameAnalyzer(spec)
+    feats = lambda paths: np.stack([compute_features(spec, _window(read_audio(p)), analyzer) for p in paths])  # noqa
+    x = np.concatenate([feats(train_bona), feats(train_tts)])[:, None]
+    y = np.array([0] * len(train_bona) + [1] * len(train_tts))
+    torch.manual_seed(0)
+    model = TinyCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    weights = torch.tensor([1.0, len(train_bona) / len(train_tts)])
+    model.train()
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xt), yt, weight=weights)
+        loss.backward()
+        opt.step()
+    model.eval()
+
+    program = tmp / "tiny.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, spec.n_bins, spec.n_frames(WINDOW)),)),
+                      str(program))
+    spec_json = tmp / "spec.json"
+    spec_json.write_text(spec.to_json(), encoding="utf-8")
+    calib = _write_manifest(tmp / "calib.csv", [(p, "bonafide") for p in cal_bona] + [(p, "spoof") for p in cal_tts])
+    evalm = _write_manifest(tmp / "eval.csv", [(p, "bonafide") for p in ev_bona] + [(p, "spoof") for p in ev_tts])
+    ev_windows = [_window(read_audio(p)) for p in ev_bona + ev_tts]
+    ev_labels = ["bonafide"] * len(ev_bona) + ["spoof"] * len(ev_tts)
+    return {"tmp": tmp, "spec": spec, "model": model, "program": program, "spec_json": spec_json,
+            "calib": calib, "eval": evalm, "ev_windows": ev_windows, "ev_labels": ev_labels}
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    """The CLI run: all four formats, real calibration, gates, profile, TFLite Micro and the C array."""
+    from export.cli import main
+
+    out = trained["tmp"] / "bundle"
+    carray = trained["tmp"] / "firmware"
+    argv = ["--program", str(trained["program"]), "--feature-spec", str(trained["spec_json"]),
+            "--architecture", "tiny_cnn", "--formats", "onnx,onnx-int8,tflite,tflite-int8",
+            "--calibration", str(trained["calib"]), "--eval", str(trained["eval"]), "--out", str(out),
+            "--c-array", str(carray)]
+    try:
+        import tflite_micro  # noqa: F401
+        argv.append("--micro")
+    except ImportError:
+        pass
+    rc = main(argv)
+    assert rc == 0
+    return {"bundle": load_bundle(out), "carray": carray}
+
+
+def _torch_logits(model, spec, windows):
+    analyzer = FrameAnalyzer(spec)
+    with torch.no_grad():
+        return np.stack([model(torch.from_numpy(compute_features(spec, w, analyzer)[None, None])).numpy()[0]
+                         for w in windows])
+
+
+def test_cli_writes_all_four_formats_with_passed_gates(exported, trained):
+    meta = exported["bundle"].meta
+    assert sorted((m.format, m.precision) for m in meta.models) == [
+        ("onnx", "float32"), ("onnx", "int8"), ("tflite", "float32"), ("tflite", "int8")]
+    gates = meta.export_gates["results"]
+    assert set(gates) == {"onnx/float32", "onnx/int8", "tflite/float32", "tflite/int8"}
+    for key in ("onnx/float32", "tflite/float32"):
+        assert gates[key]["passed"] and gates[key]["max_abs_logit_diff"] <= 1e-4
+        assert "real audio" in gates[key]["data"]
+    for key in ("onnx/int8", "tflite/int8"):
+        g = gates[key]
+        assert g["passed"] and g["eer_increase_points"] <= 0.5 and g["decision_agreement"] >= 0.98
+        assert g["bonafide_windows"] == 16 and g["spoof_windows"] == 16 and g["calibration_windows"] == 20
+    # the trained model separates real speech from espeak-ng on held-out files
+    assert gates["tflite/int8"]["eer_float_percent"] < 25.0
+    assert meta.feature_spec == trained["spec"]
+    assert meta.architecture == "tiny_cnn"
+
+
+def test_each_model_runs_in_its_runtime_and_matches_torch(exported, trained):
+    from edge_cm.backends.onnx import OnnxBackend
+    from edge_cm.backends.tflite import TFLiteBackend
+
+    bundle = exported["bundle"]
+    spec, windows = trained["spec"], trained["ev_windows"]
+    ref = _torch_logits(trained["model"], spec, windows)
+    analyzer = FrameAnalyzer(spec)
+    feats = [compute_features(spec, w, analyzer) for w in windows]
+    for m in bundle.meta.models:
+        cls = OnnxBackend if m.format == "onnx" else TFLiteBackend
+        backend = cls(m, bundle.model_path(m), threads=1)
+        got = np.stack([backend.run(f) for f in feats])
+        if m.precision == "float32":
+            assert np.max(np.abs(got - ref)) <= 1e-4, m.file
+        else:
+            agree = np.mean(np.argmax(got, axis=1) == np.argmax(ref, axis=1))
+            assert agree >= 0.95, (m.file, agree)
+            assert np.max(np.abs(got - ref)) > 0  # it really is a different, quantised model
+
+
+def test_int8_tflite_interface_is_int8_with_stored_quantisation(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    bundle = exported["bundle"]
+    (m,) = bundle.select(fmt="tflite", precision="int8")
+    interp = Interpreter(model_path=str(bundle.model_path(m)))
+    ind, outd = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert np.dtype(ind["dtype"]) == np.int8 and np.dtype(outd["dtype"]) == np.int8
+    assert m.input.dtype == "int8" and m.output.dtype == "int8"
+    assert m.input.scale == pytest.approx(float(ind["quantization"][0]))
+    assert m.input.zero_point == int(ind["quantization"][1])
+    assert m.output.scale == pytest.approx(float(outd["quantization"][0]))
+    assert m.input.shape == [1, 1, 40, 398] and m.input.layout == "NCFT"
+    (q,) = bundle.select(fmt="onnx", precision="int8")
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(bundle.model_path(q))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+
+
+def test_int8_tflite_runs_in_legacy_tflite_runtime(exported, trained):
+    if not LEGACY_PY.exists():
+        pytest.skip(f"{LEGACY_PY.parent.parent} is absent (make test creates it: numpy<2 + tflite-runtime 2.14)")
+    bundle = exported["bundle"]
+    (m,) = bundle.select(fmt="tflite", precision="int8")
+    spec = trained["spec"]
+    feats = np.stack([compute_features(spec, w) for w in trained["ev_windows"][:8]]).astype(np.float32)
+    np.save(trained["tmp"] / "feats.npy", feats)
+    script = (
+        "import sys, json, numpy as np\n"
+        "from tflite_runtime.interpreter import Interpreter\n"
+        "it = Interpreter(model_path=sys.argv[1], num_threads=1); it.allocate_tensors()\n"
+        "i, o = it.get_input_details()[0], it.get_output_details()[0]\n"
+        "out = []\n"
+        "for f in np.load(sys.argv[2]):\n"
+        "    s, z = i['quantization']\n"
+        "    q = np.clip(np.round(f / s) + z, -128, 127).astype(np.int8).reshape(i['shape'])\n"
+        "    it.set_tensor(i['index'], q); it.invoke()\n"
+        "    out.append(it.get_tensor(o['index']).reshape(-1).tolist())\n"
+        "print(json.dumps({'numpy': np.__version__, 'out': out}))\n")
+    res = subprocess.run([str(LEGACY_PY), "-c", script, str(bundle.model_path(m)), str(trained["tmp"] / "feats.npy")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["numpy"].startswith("1.")
+    from export.tflite_export import tflite_interpreter
+
+    interp = tflite_interpreter(bundle.model_path(m))
+    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+    for f, legacy in zip(feats, got["out"]):
+        s, z = i["quantization"]
+        interp.set_tensor(i["index"], np.clip(np.round(f / s) + z, -128, 127).astype(np.int8).reshape(i["shape"]))
+        interp.invoke()
+        ours = interp.get_tensor(o["index"]).reshape(-1).astype(int)
+        assert np.max(np.abs(ours - np.array(legacy))) <= 1  # same int8 kernels up to one LSB of rounding
+
+
+def test_broken_calibration_fails_int8_gate_and_writes_no_bundle(trained, tmp_path):
+    """Calibrating on digital silence collapses the activation ranges: the gate must refuse the model."""
+    from export.cli import main
+
+    silent = []
+    for i in range(6):
+        p = tmp_path / f"silence_{i}.flac"
+        sf.write(p, np.zeros(WINDOW, dtype=np.float32), 16000)
+        silent.append((p, "bonafide" if i % 2 else "spoof"))
+    calib = _write_manifest(tmp_path / "silence.csv", silent)
+    out = tmp_path / "broken_bundle"
+    rc = main(["--program", str(trained["program"]), "--feature-spec", str(trained["spec_json"]),
+               "--architecture", "tiny_cnn", "--formats", "tflite-int8,onnx-int8", "--onnx-exporter", "torchscript",
+               "--calibration", str(calib), "--eval", str(trained["eval"]), "--no-profile", "--out", str(out)])
+    assert rc != 0
+    assert not out.exists()
+    assert not list(tmp_path.glob(".broken_bundle.*"))  # no half-written temporary folder either
+
+
+def test_broken_calibration_error_names_the_failed_gate(trained):
+    from edge_cm.errors import ExportError
+    from export.api import export_bundle
+
+    huge = [np.full(WINDOW, 1e4 * (1 if i % 2 else -1), dtype=np.float32) for i in range(4)]
+    out = trained["tmp"] / "never"
+    with pytest.raises(ExportError, match=r"tflite/int8: EER"):
+        export_bundle(trained["model"], trained["spec"], out, formats=("tflite-int8",), architecture="tiny_cnn",
+                      calibration_windows=huge, eval_windows=trained["ev_windows"], eval_labels=trained["ev_labels"],
+                      profile=False)
+    assert not out.exists()
+
+
+def test_profile_cli_reports_sizes_latency_and_targets(exported, tmp_path):
+    from export.cli import main
+
+    bundle = exported["bundle"]
+    js = tmp_path / "profile.json"
+    md = tmp_path / "profile.md"
+    assert main(["profile", str(bundle.path), "--repeats", "5", "--json", str(js), "--markdown", str(md)]) == 0
+    prof = json.loads(js.read_text())
+    assert prof["file_sizes"] == {f"{m.format}/{m.precision}": (bundle.path / m.file).stat().st_size
+                                  for m in bundle.meta.models}
+    assert set(prof["latency"]["inference"]) == set(prof["file_sizes"])
+    for st in prof["latency"]["inference"].values():
+        assert 0 < st["median_ms"] <= st["p95_ms"] and st["real_time_factor"] < 1.0
+    assert prof["macs"] == prof["macs_flop_counter"]
+    assert set(prof["targets"]) == {"cortex_m7", "raspberry_pi_4_core", "android_midrange_big_core"}
+    m7 = prof["targets"]["cortex_m7"]["tflite/int8"]
+    assert m7["estimated_ms_per_window"] == pytest.approx(1000 * prof["macs"] / 480e6)
+    assert m7["fits_flash"] is True  # a ~10 kB model in 2 MB flash
+    assert "Cortex-M7" in md.read_text()
+    # the export stored the same torch-side numbers in the bundle
+    assert bundle.meta.profile["parameters"] == sum(p.numel() for p in TinyCNN().parameters())
+
+
+def test_mac_convention_matches_flop_counter_and_hand_count():
+    from export.profile import count_macs, flop_counter_macs
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, groups=2),
+                          nn.Flatten(), nn.Linear(8 * 3 * 3, 5)).eval()
+    x = torch.zeros(1, 1, 8, 8)
+    hand = 4 * 8 * 8 * 1 * 9 + 8 * 3 * 3 * 2 * 9 + 72 * 5
+    assert count_macs(model, x) == hand
+    assert flop_counter_macs(model, x) == hand
+
+
+def test_activation_memory_of_a_chain():
+    from export.profile import activation_memory
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 2)).eval()
+    act = activation_memory(model, torch.zeros(1, 1, 8, 8))
+    # live at the ReLU: the conv output (256) and the ReLU output (256); the 64-element input is dead by then
+    assert act["peak_live_elements"] == 512
+    assert act["bytes"] == {"float32": 2048, "int8": 512}
+
+
+def test_tflite_micro_arena_and_parity(exported):
+    micro = exported["bundle"].meta.profile.get("micro")
+    if micro is None:
+        pytest.skip("tflite-micro is not installed (pip install tflite-micro)")
+    assert micro["arena_bytes"] >= 40 * 398  # at least the int8 input tensor lives in the arena
+    assert micro["max_abs_diff_int8_lsb"] <= 1
+    assert micro["argmax_agreement"] == 1.0
+
+
+def test_c_array_is_aligned_and_round_trips(exported, tmp_path):
+    from export.c_array import read_c_array
+
+    bundle, folder = exported["bundle"], exported["carray"]
+    (m,) = bundle.select(fmt="tflite", precision="int8")
+    src = (folder / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_model[]" in src
+    assert f"const unsigned int g_model_len = {m.size_bytes};" in src
+    assert read_c_array(folder / "model_data.cc") == bundle.model_path(m).read_bytes()
+    if shutil.which("g++"):
+        obj = tmp_path / "model_data.o"
+        res = subprocess.run(["g++", "-std=c++11", "-c", str(folder / "model_data.cc"), "-I", str(folder),
+                              "-o", str(obj)], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+
+
+def test_float_export_without_real_windows_records_synthetic_data(trained, tmp_path):
+    from export.api import export_bundle
+
+    b = export_bundle(trained["model"], trained["spec"], tmp_path / "b", formats=("onnx",), architecture="tiny_cnn",
+                      onnx_exporter="torchscript", profile=False)
+    g = b.meta.export_gates["results"]["onnx/float32"]
+    assert g["passed"] and "synthetic" in g["data"]
+    assert b.meta.models[0].input.name == "features" and b.meta.models[0].output.shape == [1, 2]

@@ -1,0 +1,197 @@
+"""ResNetSE recipe: GE2E loss, BIM, KD loss, model sizes, and the student exported and run by edge_cm."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from edge_cm.errors import DataError
+from edge_cm.features import compute_features, resnetse_spec
+from training.frontend_torch import TorchFrontEnd
+from training.models import registry
+from training.models.resnetse import PAPER_FIGURES, ResNetSE, ResNetSEConfig
+from training.resnetse.bim import BIMConfig, bim, speaker_adversarial
+from training.resnetse.families import CLASSES, class_index, family_of
+from training.resnetse.ge2e import GE2ELoss
+from training.resnetse.kd import KDConfig, kd_loss
+
+
+# -- GE2E ---------------------------------------------------------------------------------
+
+def _ge2e_by_hand(e: np.ndarray, w: float, b: float) -> float:
+    """Softmax GE2E loss written out for 2 speakers x 2 utterances (own centroid = the other utterance)."""
+    def cos(u, v):
+        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    losses = []
+    for j in range(2):
+        for i in range(2):
+            other_speaker = 1 - j
+            own = e[j, 1 - i]  # centroid of speaker j without utterance i: the other utterance
+            s_own = w * cos(e[j, i], own) + b
+            s_other = w * cos(e[j, i], e[other_speaker].mean(axis=0)) + b
+            losses.append(-s_own + math.log(math.exp(s_own) + math.exp(s_other)))
+    return float(np.mean(losses))
+
+
+def test_ge2e_loss_equals_hand_computed_case_and_trains_w():
+    e = np.array([[[1.0, 0.2, 0.0], [0.8, 0.5, 0.1]],
+                  [[0.1, 1.0, 0.3], [-0.2, 0.7, 0.9]]])
+    loss_fn = GE2ELoss(init_w=3.0, init_b=-1.5)
+    emb = torch.tensor(e, dtype=torch.float64, requires_grad=True)
+    loss = loss_fn.double()(emb)
+    assert float(loss.detach()) == pytest.approx(_ge2e_by_hand(e, 3.0, -1.5), abs=1e-10)
+    loss.backward()
+    # dL/dw by central differences of the hand formula.
+    h = 1e-5
+    numeric = (_ge2e_by_hand(e, 3.0 + h, -1.5) - _ge2e_by_hand(e, 3.0 - h, -1.5)) / (2 * h)
+    assert float(loss_fn.w.grad) == pytest.approx(numeric, rel=1e-6)
+    assert abs(numeric) > 1e-3
+    # b shifts every similarity of a row equally, so the softmax loss cannot depend on it:
+    # its gradient reaches b and is exactly zero.
+    assert loss_fn.b.grad is not None and float(loss_fn.b.grad) == pytest.approx(0.0, abs=1e-12)
+    assert emb.grad is not None and float(emb.grad.abs().sum()) > 0
+
+
+def test_ge2e_w_is_clamped_positive():
+    e = torch.randn(3, 4, 8, generator=torch.Generator().manual_seed(0))
+    neg, tiny = GE2ELoss(init_w=-2.0), GE2ELoss(init_w=1e-6)
+    assert float(neg(e)) == pytest.approx(float(tiny(e)), abs=1e-6)
+    # With w ~ 0 every similarity is b: loss = log(N).
+    assert float(neg(e)) == pytest.approx(math.log(3), abs=1e-4)
+
+
+# -- BIM ----------------------------------------------------------------------------------
+
+def _tiny_model() -> ResNetSE:
+    torch.manual_seed(0)
+    cfg = ResNetSEConfig(channels=(4, 4, 8, 8), blocks=(1, 1, 1, 1), embed_dim=16, attention_dim=8,
+                         se_reduction=2)
+    return ResNetSE(cfg).eval()
+
+
+def test_bim_first_step_is_minus_alpha_sign_of_gradient(real_speech):
+    model, front = _tiny_model(), TorchFrontEnd(resnetse_spec())
+    wave = torch.from_numpy(real_speech[None, :8000].copy())
+    x1 = model.embed(front(torch.from_numpy(real_speech[None, 8000:16000].copy()))).detach()
+
+    def objective(w):
+        return F.cosine_similarity(x1, model.embed(front(w)), dim=-1)
+
+    cfg = BIMConfig(steps=1)
+    delta = bim(objective, wave, cfg)
+    probe = torch.zeros_like(wave, requires_grad=True)
+    (grad,) = torch.autograd.grad(objective(wave + probe).sum(), probe)
+    assert float((grad != 0).float().mean()) > 0.9
+    torch.testing.assert_close(delta, -cfg.alpha * grad.sign(), rtol=0, atol=1e-9)
+    assert cfg.alpha == pytest.approx(3.0 / 32768)
+
+
+def test_bim_stays_within_epsilon_and_lowers_similarity(real_speech):
+    model, front = _tiny_model(), TorchFrontEnd(resnetse_spec())
+    w1 = torch.from_numpy(np.stack([real_speech[:8000], real_speech[16000:24000]]).copy())
+    w2 = torch.from_numpy(np.stack([real_speech[8000:16000], real_speech[24000:32000]]).copy())
+    embed = lambda w: model.embed(front(w))  # noqa: E731
+    cfg = BIMConfig(steps=5, epsilon_int16=7.0, threshold=0.4)
+    attack = speaker_adversarial(embed, w1, w2, cfg, modules=(model,))
+    delta = attack.waves - w2
+    assert float(delta.abs().max()) <= cfg.epsilon + 1e-7
+    assert float(delta.abs().max()) == pytest.approx(cfg.epsilon, rel=1e-3)  # the bound is reached, then held
+    with torch.no_grad():
+        before = F.cosine_similarity(embed(w1), embed(w2), dim=-1)
+    assert torch.all(attack.similarity < before)
+    assert torch.equal(attack.keep, attack.similarity <= 0.4)
+    assert not model.training
+
+
+# -- KD -----------------------------------------------------------------------------------
+
+def test_kd_loss_matches_formula_and_reduces_to_nll():
+    s = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -2.0]])
+    t = np.array([[1.0, 0.0, 3.0], [-1.0, 2.0, 0.0]])
+    y = np.array([2, 1])
+
+    def log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    temp, gamma = 5.0, 0.5
+    lp_s, lp_t = log_softmax(s / temp), log_softmax(t / temp)
+    kl = float(np.mean(np.sum(np.exp(lp_t) * (lp_t - lp_s), axis=1)))
+    nll = float(-np.mean(log_softmax(s)[np.arange(2), y]))
+    expected = gamma * temp ** 2 * kl + (1 - gamma) * nll
+    got = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), KDConfig(temperature=temp, gamma=gamma))
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+    got0 = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), KDConfig(temperature=temp, gamma=0.0))
+    assert float(got0) == pytest.approx(nll, rel=1e-10)
+    # Only the teacher's soft targets differ between these: gamma = 1 is pure distillation.
+    got1 = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), KDConfig(temperature=temp, gamma=1.0))
+    assert float(got1) == pytest.approx(temp ** 2 * kl, rel=1e-10)
+
+
+# -- model, classes -----------------------------------------------------------------------
+
+def test_teacher_and_student_sizes_match_the_paper():
+    sizes = {}
+    for name in ("resnetse_teacher", "resnetse_student"):
+        arch = registry.get(name)
+        model = registry.build(name)
+        sizes[name] = (registry.count_params(model), registry.count_macs(model, arch.input_shape))
+        paper = PAPER_FIGURES[name]
+        assert sizes[name][0] == pytest.approx(paper["params"], rel=0.01)
+        assert sizes[name][1] == pytest.approx(paper["macs"], rel=0.05)
+        assert arch.input_shape == (1, 40, 398)
+    ratio = sizes["resnetse_student"][0] / sizes["resnetse_teacher"][0]
+    assert ratio == pytest.approx(0.225, abs=0.005)
+
+
+def test_any_input_length_gives_one_logit_vector_per_item():
+    model = registry.build("resnetse_student").eval()
+    with torch.no_grad():
+        for frames in (57, 398):
+            out = model(torch.randn(2, 1, 40, frames))
+            assert out.shape == (2, len(CLASSES))
+            assert model.embed(torch.randn(2, 40, frames)).shape == (2, 512)
+
+
+def test_classes_and_family_mapping():
+    assert CLASSES[0] == "bonafide" and CLASSES[-1] == "adversarial" and len(CLASSES) == 8
+    expected = {"tts_espeak_en": "tts_formant", "tts_festival_kal": "tts_concatenative",
+                "tts_flite_slt": "tts_concatenative", "tts_piper_lessac": "tts_neural", "voc_world": "vocoder_source_filter",
+                "voc_mlsa": "vocoder_source_filter", "voc_lpc": "vocoder_source_filter",
+                "voc_griffinlim": "vocoder_spectrogram", "voc_hifigan": "vocoder_spectrogram",
+                "codec_lyra_3200": "codec_neural"}
+    for system, family in expected.items():
+        assert family_of(system) == family
+    assert len(set(expected.values())) == 6
+    assert class_index("bonafide") == 0 and class_index("codec_lyra_6000") == CLASSES.index("codec_neural")
+    with pytest.raises(DataError, match="manifest.csv"):
+        family_of("vc_unknown", source="manifest.csv")
+
+
+# -- export --------------------------------------------------------------------------------
+
+def test_untrained_student_exports_and_runs_in_edge_cm(tmp_path, real_speech):
+    from edge_cm.detector import load
+    from export.api import export_bundle
+
+    torch.manual_seed(1)
+    model = registry.build("resnetse_student").eval()
+    spec = resnetse_spec()
+    bundle = export_bundle(model, spec, tmp_path / "bundle", formats=("onnx",), architecture="resnetse_student",
+                           classes=CLASSES, profile=False, window_samples=64000,
+                           metadata={"untrained": True})
+    window = real_speech[:64000]
+    detector = load(bundle.path, backend="onnx")
+    result = detector.detect_array(window, 16000)
+    logits_rt = np.asarray(result.windows[0].logits)
+    feats = compute_features(spec, window)
+    with torch.no_grad():
+        logits_torch = model(torch.from_numpy(feats)[None, None]).numpy()[0]
+    assert logits_rt.shape == (len(CLASSES),)
+    np.testing.assert_allclose(logits_rt, logits_torch, atol=1e-3)
+    raw = float(np.logaddexp.reduce(logits_torch[1:]) - logits_torch[0])
+    assert result.windows[0].score == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-4)

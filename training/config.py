@@ -1,0 +1,178 @@
+"""Typed training configuration, read from YAML or JSON and copied into every run folder.
+
+Relative paths in a config file are taken relative to that file, so a config and its
+manifest can move together. Unknown keys are errors (a typo must not silently fall back
+to a default).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edge_cm.errors import DataError
+
+CLASSES = ("bonafide", "spoof")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training windows (see :mod:`training.augment`).
+
+    Each probability is the chance, per training window, that the transform runs.
+    """
+
+    noise_prob: float = 0.0
+    """White/pink/brown noise (``AddNoise``) at an SNR (dB) drawn from ``noise_snr_db``."""
+    noise_snr_db: tuple[float, float] = (5.0, 20.0)
+    reverb_prob: float = 0.0
+    """Simulated room reverberation (``RoomReverb``), RT60 (s) drawn from ``reverb_rt60_s``."""
+    reverb_rt60_s: tuple[float, float] = (0.2, 0.8)
+    codec_prob: float = 0.0
+    """A lossy codec round trip through ffmpeg (``CodecAugment``), one of ``codecs`` (all if empty)."""
+    codecs: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0
+
+    def build(self):
+        """The ``training.augment.RandomAugment`` chain, or None when every probability is 0."""
+        if not self.enabled:
+            return None
+        from training import augment as aug
+
+        steps = []
+        if self.noise_prob > 0:
+            steps.append(aug.Step(aug.AddNoise(snr_db=tuple(self.noise_snr_db)), self.noise_prob))
+        if self.reverb_prob > 0:
+            steps.append(aug.Step(aug.RoomReverb(rt60_s=tuple(self.reverb_rt60_s)), self.reverb_prob))
+        if self.codec_prob > 0:
+            codec = aug.CodecAugment(choices=tuple(self.codecs)) if self.codecs else aug.CodecAugment()
+            steps.append(aug.Step(codec, self.codec_prob))
+        return aug.RandomAugment(steps)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. Durations in seconds, rates in Hz."""
+
+    architecture: str
+    """A name from ``training.models.registry`` (``edge-cm-train describe`` lists them)."""
+    manifest: str
+    """CSV with path, label (bonafide/spoof), system, split; see training/dataset.py."""
+    train_split: str = "train"
+    val_split: str = "dev"
+    model_args: dict = field(default_factory=dict)
+    """Extra keyword arguments for the architecture's builder."""
+    window_seconds: float = 4.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5
+    """ReduceLROnPlateau factor on the validation loss."""
+    lr_patience: int = 1
+    """Epochs without improvement of the validation loss before the lr is cut."""
+    min_lr: float = 1e-5
+    """Training stops once the learning rate falls below this."""
+    max_epochs: int = 50
+    max_steps_per_epoch: int = 0
+    """0 = a full pass over the training set per epoch."""
+    class_weighting: str = "inverse_frequency"
+    """``inverse_frequency`` or ``none``."""
+    source_loss_weight: float = 1.0
+    """Weight of the source cross-entropy of multi-task models (the paper sums them: 1)."""
+    num_workers: int = 2
+    seed: int = 0
+    norm_stats_windows: int = 512
+    """Training windows sampled for the global per-bin mean/std (front ends that need them)."""
+    max_train_files: int = 0
+    """0 = all; otherwise a deterministic subset (quick runs, tests)."""
+    max_val_files: int = 0
+    checkpoint_every_steps: int = 0
+    """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 1:
+            raise DataError("batch_size and max_epochs must be >= 1")
+        if not 0 < self.lr_factor < 1:
+            raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
+        if self.class_weighting not in ("inverse_frequency", "none"):
+            raise DataError(f"class_weighting must be 'inverse_frequency' or 'none', got {self.class_weighting!r}")
+        if self.window_seconds <= 0:
+            raise DataError(f"window_seconds must be positive, got {self.window_seconds}")
+
+    # -- (de)serialisation -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["augment"].items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str | Path = "<config>") -> TrainConfig:
+        if not isinstance(d, dict):
+            raise DataError("a config must be a mapping of keys to values", path=source)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DataError(f"unknown config key(s) {unknown}", path=source,
+                            hint=f"known keys: {', '.join(sorted(known))}")
+        for key in ("architecture", "manifest"):
+            if key not in d:
+                raise DataError(f"config misses required key {key!r}", path=source)
+        d = dict(d)
+        aug = d.get("augment") or {}
+        aug_known = {f.name for f in fields(AugmentConfig)}
+        if not isinstance(aug, dict) or set(aug) - aug_known:
+            raise DataError(f"augment: unknown key(s) {sorted(set(aug) - aug_known)}", path=source,
+                            hint=f"known: {', '.join(sorted(aug_known))}")
+        d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise DataError(f"bad config: {exc}", path=source) from exc
+
+    def with_overrides(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as YAML (or JSON when ``path`` ends in .json)."""
+        path = Path(path)
+        if path.suffix == ".json":
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        else:
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        return path
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a YAML or JSON config; a relative ``manifest`` is resolved against the file's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read config: {exc.strerror}", path=path) from exc
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError or json.JSONDecodeError
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        line = getattr(exc, "lineno", None) if line is None else line + 1
+        where = f"{path}:{line}" if line else path
+        raise DataError(f"cannot parse config: {exc}", path=where) from exc
+    data = dict(data or {})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    data.update(overrides)
+    if "manifest" in data and not Path(str(data["manifest"])).is_absolute() and "manifest" not in overrides:
+        data["manifest"] = str((path.parent / str(data["manifest"])).resolve())
+    return TrainConfig.from_dict(data, source=path)

@@ -1,0 +1,1 @@
+"""Offline spoof-corpus builder: TTS engines, copy-synthesis vocoders, Lyra codec, splits."""

@@ -1,0 +1,1 @@
+"""Dataset readers and the manifest schema every training tool shares."""

@@ -1,0 +1,52 @@
+"""Differentiable torch twin of :mod:`edge_cm.features`.
+
+It takes its window and mel filterbank from the numpy module, so the only
+difference between the two is floating-point order of operations (checked to
+< 1e-4 by ``tests/test_frontend_parity.py``). Adversarial example generation
+needs gradients through it; training may use either implementation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edge_cm.features import FeatureSpec, mel_filterbank, window_function
+
+
+class TorchFrontEnd(nn.Module):
+    """Waveform (B, samples) at the spec's rate -> features (B, bins, frames), or (B, samples) for waveform."""
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__()
+        self.spec = spec
+        if spec.kind != "waveform":
+            self.register_buffer("window", torch.from_numpy(window_function(spec).astype("float32")))
+            mel = mel_filterbank(spec).astype("float32") if spec.kind == "log_mel" else None
+            self.register_buffer("mel", None if mel is None else torch.from_numpy(mel))
+        if spec.normalization == "global":
+            self.register_buffer("mean", torch.tensor(spec.norm_mean, dtype=torch.float32)[:, None])
+            self.register_buffer("std", torch.tensor(spec.norm_std, dtype=torch.float32)[:, None])
+
+    def frames(self, wave: torch.Tensor) -> torch.Tensor:
+        """Un-normalised columns (B, bins, frames)."""
+        spec = self.spec
+        if spec.kind == "waveform":
+            return wave[:, None, :]
+        framed = wave.unfold(-1, spec.win_length, spec.hop_length) * self.window  # (B, frames, win)
+        mag = torch.fft.rfft(framed, n=spec.n_fft, dim=-1).abs()
+        if spec.power != 1.0:
+            mag = mag.pow(spec.power)
+        if self.mel is not None:
+            mag = mag @ self.mel.T
+        return torch.log(mag + spec.log_offset).transpose(1, 2)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        x = self.frames(wave)
+        if spec.normalization == "global":
+            x = (x - self.mean) / self.std
+        elif spec.normalization == "instance":
+            mean = x.mean(dim=-1, keepdim=True)
+            var = x.var(dim=-1, keepdim=True, unbiased=False)
+            x = (x - mean) / torch.sqrt(var + spec.norm_eps)
+        return x[:, 0, :] if spec.kind == "waveform" else x

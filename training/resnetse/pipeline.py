@@ -1,0 +1,427 @@
+"""The three ResNetSE stages: GE2E pre-training, adversarial fine-tuning, distillation.
+
+* :func:`pretrain` - the teacher learns speaker embeddings with the GE2E loss on
+  N speakers x M crops of bona fide speech.
+* :func:`finetune` - the whole network learns the 8 classes (NLL) on bona fide
+  speech, the six spoofing families and BIM ``adversarial`` examples; noise and
+  reverberation are added on the fly to the original (not the adversarial) audio,
+  since noise at 5-20 dB SNR would drown a perturbation of at most -67 dBFS.
+  Adam, lr 3e-4, lr *= 0.95 every 2 epochs.
+* :func:`distill` - the student learns from the fine-tuned teacher (KD loss) or
+  from labels alone (``use_kd=False``).
+
+Adversarial example generation (AEG): ``static`` attacks once, before training,
+with the GE2E-pretrained teacher; ``active`` attacks again at every epoch with the
+model being trained (the teacher during fine-tuning, the student during
+distillation). Checkpoints are ``torch.save`` dicts with the architecture name,
+the state dict, the classes and a per-epoch history.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edge_cm.errors import DataError
+from edge_cm.features import resnetse_spec
+from training.frontend_torch import TorchFrontEnd
+from training.models import registry
+
+from .bim import BIMConfig, evasion_adversarial, speaker_adversarial, spoof_score
+from .data import (SAMPLE_RATE, AudioCache, Clip, crop, ge2e_batch, read_bonafide, read_spoofs, same_speaker_pairs,
+                   speakers_of, subsample)
+from .families import ADVERSARIAL_INDEX, CLASSES
+from .ge2e import GE2ELoss
+from .kd import KDConfig, kd_loss
+
+AEG_MODES = ("none", "static", "active")
+
+
+# -- configs -------------------------------------------------------------------------
+
+@dataclass
+class DataConfig:
+    """Where the audio is and how much of it a run uses (``max_per_class`` = budget, None = all)."""
+
+    bonafide_manifest: Path
+    spoof_manifest: Path | None = None
+    window_seconds: float = 4.0
+    max_per_class: int | None = None
+    seed: int = 0
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * SAMPLE_RATE))
+
+
+@dataclass
+class PretrainConfig:
+    """GE2E pre-training (paper: N = 7 speakers x M = 10 utterances per batch)."""
+
+    bonafide_manifest: Path
+    out: Path
+    architecture: str = "resnetse_teacher"
+    speakers: int = 7
+    utterances: int = 10
+    crop_seconds: float = 2.0
+    steps: int = 500
+    lr: float = 1e-3
+    max_speakers: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Adversarial fine-tuning of the teacher (or NLL-only training when ``init`` is None)."""
+
+    data: DataConfig
+    out: Path
+    init: Path | None = None
+    """GE2E checkpoint to start from; also the attacker of ``static`` AEG."""
+    architecture: str = "resnetse_teacher"
+    aeg: str = "none"
+    adversarial_pairs: int = 64
+    """Same-speaker pairs attacked per generation (kept ones depend on the threshold)."""
+    bim: BIMConfig = field(default_factory=BIMConfig)
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 3e-4
+    lr_decay: float = 0.95
+    decay_every: int = 2
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aeg not in AEG_MODES:
+            raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
+        if self.aeg == "static" and self.init is None:
+            raise DataError("static AEG needs the GE2E checkpoint (init) that generates the examples")
+
+
+@dataclass
+class DistillConfig:
+    """Student training, with (``use_kd``) or without the teacher's soft targets."""
+
+    data: DataConfig
+    out: Path
+    teacher: Path | None = None
+    static_from: Path | None = None
+    """GE2E checkpoint that attacks once for ``static`` AEG."""
+    architecture: str = "resnetse_student"
+    use_kd: bool = True
+    kd: KDConfig = field(default_factory=KDConfig)
+    aeg: str = "none"
+    adversarial_pairs: int = 64
+    bim: BIMConfig = field(default_factory=BIMConfig)
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 3e-4
+    lr_decay: float = 0.95
+    decay_every: int = 2
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aeg not in AEG_MODES:
+            raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
+        if self.aeg == "static" and self.static_from is None:
+            raise DataError("static AEG needs the GE2E checkpoint (static_from) that generates the examples")
+        if self.use_kd and self.teacher is None:
+            raise DataError("distillation with KD needs the fine-tuned teacher checkpoint")
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: nn.Module, architecture: str, stage: str, history: list[dict],
+                    extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"architecture": architecture, "stage": stage, "classes": list(CLASSES),
+                "state_dict": model.state_dict(), "history": history, "extra": extra or {}}, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """The model of a checkpoint (eval mode) and the checkpoint dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("checkpoint not found", path=path, hint="run the previous stage first or fix the path")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = registry.build(ckpt["architecture"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+# -- pieces shared by the stages ------------------------------------------------------
+
+class Scorer(nn.Module):
+    """Front end + model: waves (B, samples) -> logits; ``embed`` -> embeddings (for attacks)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.frontend = TorchFrontEnd(resnetse_spec())
+        self.model = model
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.model(self.frontend(wave))
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(self.frontend(wave))
+
+
+def _augmenter(enabled: bool):
+    """Noise (white/pink/brown, 5-20 dB SNR) and simulated room reverberation, each with probability 0.3."""
+    if not enabled:
+        return None
+    from training.augment import AddNoise, RandomAugment, RoomReverb, Step
+
+    return RandomAugment([Step(AddNoise(), 0.3), Step(RoomReverb(), 0.3)])
+
+
+def generate_adversarial(scorer: Scorer, groups: dict[str, list[Clip]], n_pairs: int, n_samples: int,
+                         audio: AudioCache, config: BIMConfig, rng: np.random.Generator,
+                         batch_size: int = 8) -> tuple[np.ndarray, dict]:
+    """BIM speaker attack on ``n_pairs`` same-speaker pairs; returns the kept waves and counts."""
+    pairs = same_speaker_pairs(groups, n_pairs, rng)
+    kept, sims = [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        w1 = torch.from_numpy(np.stack([crop(audio(a.path), n_samples, rng) for a, _ in chunk]))
+        w2 = torch.from_numpy(np.stack([crop(audio(b.path), n_samples, rng) for _, b in chunk]))
+        attack = speaker_adversarial(scorer.embed, w1, w2, config, modules=(scorer,))
+        kept.append(attack.kept.numpy())
+        sims.append(attack.similarity.numpy())
+    waves = np.concatenate(kept) if kept else np.zeros((0, n_samples), np.float32)
+    sim = np.concatenate(sims) if sims else np.zeros(0)
+    return waves, {"pairs": len(pairs), "kept": int(waves.shape[0]),
+                   "mean_final_similarity": float(sim.mean()) if sim.size else float("nan")}
+
+
+def _epoch_items(clips: list[Clip], adversarial: np.ndarray, n_samples: int, audio: AudioCache,
+                 rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """This epoch's waves (a fresh random crop of each clip, then the adversarial waves), labels, is_adv."""
+    waves = [crop(audio(c.path), n_samples, rng) for c in clips] + list(adversarial)
+    labels = np.array([c.label for c in clips] + [ADVERSARIAL_INDEX] * len(adversarial), dtype=np.int64)
+    is_adv = np.array([False] * len(clips) + [True] * len(adversarial))
+    return waves, labels, is_adv
+
+
+def _batches(waves: list[np.ndarray], labels: np.ndarray, is_adv: np.ndarray, batch_size: int, augment,
+             rng: np.random.Generator):
+    order = rng.permutation(len(waves))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = []
+        for i in idx:
+            w = waves[i]
+            if augment is not None and not is_adv[i]:
+                w, _ = augment(w, rng)
+            batch.append(np.asarray(w, dtype=np.float32))
+        yield torch.from_numpy(np.stack(batch)), torch.from_numpy(labels[idx])
+
+
+def _log(msg: str) -> None:
+    print(f"[resnetse {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _training_clips(data: DataConfig, rng: np.random.Generator) -> tuple[list[Clip], dict[str, list[Clip]]]:
+    bona = read_bonafide(data.bonafide_manifest, ("train",))
+    spoofs = read_spoofs(data.spoof_manifest, ("train",)) if data.spoof_manifest else []
+    clips = subsample(bona + spoofs, data.max_per_class, rng)
+    return clips, speakers_of(bona)
+
+
+# -- stage 1: GE2E ---------------------------------------------------------------------
+
+def pretrain(config: PretrainConfig) -> Path:
+    """GE2E pre-training; saves the checkpoint to ``config.out`` and returns its path."""
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    groups = speakers_of(read_bonafide(config.bonafide_manifest, ("train",)))
+    if config.max_speakers is not None:
+        names = sorted(groups)[: config.max_speakers]
+        groups = {k: groups[k] for k in names}
+    model = registry.build(config.architecture)
+    scorer = Scorer(model)
+    loss_fn = GE2ELoss()
+    optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=config.lr)
+    audio = AudioCache()
+    n_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+    history = []
+    t0 = time.perf_counter()
+    scorer.train()
+    for step in range(1, config.steps + 1):
+        waves = ge2e_batch(groups, config.speakers, config.utterances, n_samples, audio, rng)
+        emb = scorer.embed(torch.from_numpy(waves)).reshape(config.speakers, config.utterances, -1)
+        loss = loss_fn(emb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append({"step": step, "loss": float(loss), "w": float(loss_fn.w), "b": float(loss_fn.b)})
+        if step == 1 or step % 10 == 0 or step == config.steps:
+            _log(f"ge2e step {step}/{config.steps} loss {float(loss):.4f} w {float(loss_fn.w):.3f} "
+                 f"b {float(loss_fn.b):.3f} ({time.perf_counter() - t0:.0f} s)")
+    return save_checkpoint(config.out, model, config.architecture, "ge2e", history,
+                           {"config": _jsonable(asdict(config)), "speakers": len(groups),
+                            "seconds": time.perf_counter() - t0})
+
+
+# -- stages 2 and 3: classification training --------------------------------------------
+
+def _train_classifier(model: nn.Module, architecture: str, stage: str, data: DataConfig, out: Path, *,
+                      aeg: str, static_attacker: nn.Module | None, adversarial_pairs: int, bim: BIMConfig,
+                      epochs: int, batch_size: int, lr: float, lr_decay: float, decay_every: int, augment: bool,
+                      teacher: nn.Module | None, kd: KDConfig | None, extra: dict) -> Path:
+    rng = np.random.default_rng(data.seed)
+    torch.manual_seed(data.seed)
+    clips, groups = _training_clips(data, rng)
+    if not clips:
+        raise DataError("no training clips", path=data.bonafide_manifest)
+    audio = AudioCache()
+    n = data.window_samples
+    scorer = Scorer(model)
+    teacher_scorer = Scorer(teacher).eval() if teacher is not None else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=lr_decay)
+    augmenter = _augmenter(augment)
+    adversarial = np.zeros((0, n), np.float32)
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    if aeg == "static":
+        adversarial, info = generate_adversarial(Scorer(static_attacker), groups, adversarial_pairs, n, audio,
+                                                 bim, rng)
+        _log(f"{stage}: static AEG kept {info['kept']}/{info['pairs']} "
+             f"(mean final cos {info['mean_final_similarity']:.3f})")
+    for epoch in range(1, epochs + 1):
+        te = time.perf_counter()
+        aeg_info = {}
+        if aeg == "active":
+            adversarial, aeg_info = generate_adversarial(scorer, groups, adversarial_pairs, n, audio, bim, rng)
+        waves, labels, is_adv = _epoch_items(clips, adversarial, n, audio, rng)
+        scorer.train()
+        total, correct, seen = 0.0, 0, 0
+        for x, y in _batches(waves, labels, is_adv, batch_size, augmenter, rng):
+            feats = scorer.frontend(x)
+            logits = model(feats)
+            if teacher_scorer is not None and kd is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher_scorer.model(feats)
+                loss = kd_loss(logits, teacher_logits, y, kd)
+            else:
+                loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(y)
+            correct += int((logits.argmax(-1) == y).sum())
+            seen += len(y)
+        scheduler.step()
+        row = {"epoch": epoch, "loss": total / max(seen, 1), "accuracy": correct / max(seen, 1),
+               "items": seen, "adversarial": int(adversarial.shape[0]), "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - te, **{f"aeg_{k}": v for k, v in aeg_info.items()}}
+        history.append(row)
+        _log(f"{stage} epoch {epoch}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
+             f"items {seen} (adversarial {row['adversarial']}) {row['seconds']:.0f} s")
+    extra = {**extra, "seconds": time.perf_counter() - t0, "train_clips": len(clips)}
+    return save_checkpoint(out, model, architecture, stage, history, extra)
+
+
+def finetune(config: FinetuneConfig) -> Path:
+    """Whole-network 8-class fine-tuning (from the GE2E checkpoint when ``init`` is set)."""
+    model = registry.build(config.architecture)
+    attacker = None
+    if config.init is not None:
+        ge2e_model, ckpt = load_checkpoint(config.init)
+        if ckpt["architecture"] != config.architecture:
+            raise DataError(f"checkpoint is a {ckpt['architecture']}, not a {config.architecture}", path=config.init)
+        model.load_state_dict(ge2e_model.state_dict())
+        # The classifier head is new: GE2E never trained it, so it keeps its random init.
+        attacker = ge2e_model
+    return _train_classifier(
+        model, config.architecture, "finetune", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
+        adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
+        batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
+        augment=config.augment, teacher=None, kd=None, extra={"config": _jsonable(asdict(config))})
+
+
+def distill(config: DistillConfig) -> Path:
+    """Train the student, with the teacher's soft targets when ``use_kd``."""
+    model = registry.build(config.architecture)
+    teacher = load_checkpoint(config.teacher)[0] if config.use_kd else None
+    attacker = load_checkpoint(config.static_from)[0] if config.aeg == "static" else None
+    return _train_classifier(
+        model, config.architecture, "distill", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
+        adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
+        batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
+        augment=config.augment, teacher=teacher, kd=config.kd if config.use_kd else None,
+        extra={"config": _jsonable(asdict(config))})
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+def equal_error_rate(bonafide: np.ndarray, spoof: np.ndarray) -> float:
+    """EER (fraction) of spoof scores where higher = more likely spoof (edge_cm.metrics, sign flipped)."""
+    from edge_cm.metrics import compute_eer
+
+    return compute_eer(-np.asarray(bonafide, np.float64), -np.asarray(spoof, np.float64))[0]
+
+
+@dataclass
+class EvalResult:
+    eer: float
+    eer_bim: float | None
+    n_bonafide: int
+    n_spoof: int
+    seconds: float
+
+
+def _scores(scorer: Scorer, waves: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(waves), batch_size):
+            out.append(spoof_score(scorer(torch.from_numpy(waves[start:start + batch_size]))).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate(model: nn.Module, data: DataConfig, split: str = "test", max_per_class: int | None = None,
+             robust: bool = True, bim: BIMConfig = BIMConfig(), batch_size: int = 8) -> EvalResult:
+    """EER on ``split`` (first window of each clip); ``robust`` adds the EER when every spoof is BIM-perturbed
+    against this model to lower its spoof score (bona fide left as is)."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(data.seed + 1)
+    bona = read_bonafide(data.bonafide_manifest, (split,))
+    spoofs = read_spoofs(data.spoof_manifest, (split,)) if data.spoof_manifest else []
+    clips = subsample(bona + spoofs, max_per_class, rng)
+    audio = AudioCache()
+    n = data.window_samples
+    scorer = Scorer(copy.deepcopy(model)).eval()
+    bona_w = np.stack([crop(audio(c.path), n, None) for c in clips if c.label == 0])
+    spoof_clips = [c for c in clips if c.label != 0]
+    if not spoof_clips:
+        raise DataError(f"no spoofed clips in split {split!r}", path=data.spoof_manifest,
+                        hint="pass a spoof manifest with that split")
+    spoof_w = np.stack([crop(audio(c.path), n, None) for c in spoof_clips])
+    bona_s, spoof_s = _scores(scorer, bona_w, batch_size), _scores(scorer, spoof_w, batch_size)
+    eer_bim = None
+    if robust:
+        perturbed = np.concatenate([
+            evasion_adversarial(scorer, torch.from_numpy(spoof_w[s:s + batch_size]), bim, modules=(scorer,)).numpy()
+            for s in range(0, len(spoof_w), batch_size)])
+        eer_bim = equal_error_rate(bona_s, _scores(scorer, perturbed, batch_size))
+    return EvalResult(eer=equal_error_rate(bona_s, spoof_s), eer_bim=eer_bim, n_bonafide=len(bona_w),
+                      n_spoof=len(spoof_w), seconds=time.perf_counter() - t0)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

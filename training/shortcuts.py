@@ -1,0 +1,362 @@
+"""Shortcut check: can a trivial cue (duration, silence, level, bandwidth) tell bona fide from spoof?
+
+A detector trained on a corpus where spoofs are, say, always preceded by silence or
+band-limited learns that instead of the artefacts of synthesis. This module measures
+seven cues per file, summarises them per class and per spoof system, and scores each
+cue on its own as a classifier: ``max(AUC, 1 - AUC)`` of bona fide vs spoof (pooled,
+and each spoof system vs all bona fide). A cue above ``auc_threshold`` (0.75) is flagged.
+
+Cues (16 kHz mono, 20 ms frames every 10 ms):
+
+* ``duration_s``: length in seconds;
+* ``leading_silence_s`` / ``trailing_silence_s``: time before the first / after the last
+  active frame. A frame is active when its energy is within ``active_rel_db`` (35 dB) of
+  the file's loudest frame, at least ``floor_margin_db`` (12 dB) above the noise floor, and
+  above ``active_abs_dbfs`` (-60 dBFS). The noise-floor term keeps stationary background
+  noise from counting as speech, so "silence" means "no speech", not "digital zero";
+* ``noise_floor_dbfs``: the noise floor, the ``floor_percentile`` (10th) percentile of the
+  frame energies (an extra cue: clean digital pauses in spoofs vs room noise in bona fide);
+* ``rms_dbfs``: RMS level of the whole file, dB re full scale (a full-scale sine is -3 dBFS);
+* ``active_rms_dbfs``: RMS level of the active frames only;
+* ``bandwidth_hz``: upper edge of the long-term mean spectrum (Welch, 512-point frames,
+  smoothed over 250 Hz): going up from 3400 Hz, the last frequency before the spectrum
+  first falls more than ``bandwidth_drop_db`` (40 dB) below its mean level in 300-3400 Hz.
+
+Silent levels are floored at -120 dBFS so every cue is a finite number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from edge_cm.errors import DataError, EdgeCMError
+
+SAMPLE_RATE = 16000
+CUES = ("duration_s", "leading_silence_s", "trailing_silence_s", "rms_dbfs", "active_rms_dbfs", "bandwidth_hz",
+        "noise_floor_dbfs")
+CUE_UNITS = {"duration_s": "s", "leading_silence_s": "s", "trailing_silence_s": "s", "rms_dbfs": "dBFS",
+             "active_rms_dbfs": "dBFS", "bandwidth_hz": "Hz", "noise_floor_dbfs": "dBFS"}
+POOLED = "all spoof"
+
+
+@dataclass(frozen=True)
+class ShortcutConfig:
+    """Thresholds of the cue measurements and of the flagging (units in the names)."""
+
+    frame_s: float = 0.020
+    hop_s: float = 0.010
+    active_rel_db: float = 35.0
+    active_abs_dbfs: float = -60.0
+    floor_percentile: float = 10.0
+    floor_margin_db: float = 12.0
+    floor_dbfs: float = -120.0
+    reference_band_hz: tuple[float, float] = (300.0, 3400.0)
+    bandwidth_drop_db: float = 40.0
+    smoothing_hz: float = 250.0
+    auc_threshold: float = 0.75
+    min_files: int = 5
+
+
+def _dbfs(mean_square: float, floor: float) -> float:
+    # A full-scale sine has mean square 0.5 -> -3.01 dBFS (RMS re a full-scale square wave).
+    return float(max(10.0 * np.log10(mean_square), floor)) if mean_square > 0 else floor
+
+
+def frame_levels_db(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -> np.ndarray:
+    """Energy (dBFS, floored) of each ``frame_s`` frame every ``hop_s``; one frame for short clips."""
+    frame = int(round(config.frame_s * SAMPLE_RATE))
+    hop = int(round(config.hop_s * SAMPLE_RATE))
+    x = np.asarray(audio, dtype=np.float64)
+    if x.size < frame:
+        x = np.pad(x, (0, frame - x.size))
+    count = 1 + (x.size - frame) // hop
+    idx = np.arange(frame)[None, :] + hop * np.arange(count)[:, None]
+    ms = np.mean(x[idx] ** 2, axis=1)
+    with np.errstate(divide="ignore"):
+        return np.maximum(10.0 * np.log10(ms), config.floor_dbfs)
+
+
+def effective_bandwidth(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -> float:
+    """Upper edge (Hz) of the long-term spectrum, as defined in the module docstring; 0 for silence."""
+    from scipy.signal import welch
+
+    x = np.asarray(audio, dtype=np.float64)
+    if x.size < 64 or not np.any(x):
+        return 0.0
+    freqs, psd = welch(x, fs=SAMPLE_RATE, nperseg=min(512, x.size))
+    width = max(1, int(round(config.smoothing_hz / (freqs[1] - freqs[0]))))
+    smooth = np.convolve(psd, np.ones(width) / width, mode="same")
+    lo, hi = config.reference_band_hz
+    band = (freqs >= lo) & (freqs <= hi)
+    reference = float(np.mean(psd[band]))
+    if reference <= 0:
+        return 0.0
+    above = smooth >= reference * 10.0 ** (-config.bandwidth_drop_db / 10.0)
+    start = int(np.searchsorted(freqs, hi))
+    start = min(start, freqs.size - 1)
+    if above[start]:
+        below = np.flatnonzero(~above[start:])
+        last = freqs.size - 1 if below.size == 0 else start + int(below[0]) - 1
+        return float(freqs[last])
+    under = np.flatnonzero(above[:start])
+    return float(freqs[under[-1]]) if under.size else 0.0
+
+
+def measure_cues(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -> dict[str, float]:
+    """The seven cues of one 16 kHz mono clip (see the module docstring), as a dict keyed by :data:`CUES`."""
+    x = np.asarray(audio, dtype=np.float64)
+    duration = x.size / SAMPLE_RATE
+    levels = frame_levels_db(x, config)
+    floor = float(np.percentile(levels, config.floor_percentile))
+    threshold = max(float(levels.max()) - config.active_rel_db, floor + config.floor_margin_db,
+                    config.active_abs_dbfs)
+    active = np.flatnonzero(levels > threshold)
+    hop, frame = config.hop_s, config.frame_s
+    if active.size:
+        leading = min(active[0] * hop, duration)
+        trailing = max(duration - (active[-1] * hop + frame), 0.0)
+        frame_n = int(round(frame * SAMPLE_RATE))
+        hop_n = int(round(hop * SAMPLE_RATE))
+        mask = np.zeros(x.size, dtype=bool)
+        for i in active:
+            mask[i * hop_n:i * hop_n + frame_n] = True
+        active_ms = float(np.mean(x[mask] ** 2)) if mask.any() else 0.0
+    else:
+        leading = trailing = duration
+        active_ms = 0.0
+    return {
+        "duration_s": duration,
+        "leading_silence_s": float(leading),
+        "trailing_silence_s": float(trailing),
+        "rms_dbfs": _dbfs(float(np.mean(x**2)) if x.size else 0.0, config.floor_dbfs),
+        "active_rms_dbfs": _dbfs(active_ms, config.floor_dbfs),
+        "bandwidth_hz": effective_bandwidth(x, config),
+        "noise_floor_dbfs": floor,
+    }
+
+
+@dataclass
+class CueStats:
+    """Distribution of one cue in one group of files."""
+
+    n: int
+    mean: float
+    median: float
+    p10: float
+    p90: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "CueStats":
+        v = np.asarray(values, dtype=np.float64)
+        return cls(int(v.size), float(v.mean()), float(np.median(v)),
+                   float(np.percentile(v, 10)), float(np.percentile(v, 90)))
+
+
+@dataclass
+class CueAUC:
+    """A cue used alone as a classifier of bona fide vs spoof (``comparison`` names the spoof side)."""
+
+    comparison: str
+    cue: str
+    auc: float          # max(AUC, 1 - AUC), 0.5..1
+    higher_in: str      # 'bonafide', 'spoof' or 'neither' (AUC exactly 0.5)
+    n_bonafide: int
+    n_spoof: int
+    flagged: bool
+
+
+@dataclass
+class ShortcutReport:
+    """Everything the check found; :meth:`to_markdown` and :meth:`to_json` render it."""
+
+    manifest: str
+    config: ShortcutConfig
+    stats: dict[str, dict[str, CueStats]]      # group -> cue -> stats
+    aucs: list[CueAUC]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[CueAUC]:
+        return [a for a in self.aucs if a.flagged]
+
+    def to_json(self) -> dict:
+        return {
+            "manifest": self.manifest,
+            "config": asdict(self.config),
+            "cues": list(CUES),
+            "units": CUE_UNITS,
+            "stats": {g: {c: asdict(s) for c, s in cues.items()} for g, cues in self.stats.items()},
+            "aucs": [asdict(a) for a in self.aucs],
+            "flagged": [asdict(a) for a in self.flagged],
+            "skipped_comparisons": self.skipped,
+        }
+
+    def to_markdown(self) -> str:
+        cfg = self.config
+        lines = [f"# Shortcut check: `{self.manifest}`", ""]
+        if self.flagged:
+            lines += [f"**{len(self.flagged)} cue(s) flagged** (single-cue AUC > {cfg.auc_threshold}):", ""]
+            lines += [f"- `{a.cue}` separates bonafide from {a.comparison}: AUC {a.auc:.3f}, higher in {a.higher_in}"
+                      for a in self.flagged]
+        else:
+            lines += [f"No cue flagged: every single-cue AUC is <= {cfg.auc_threshold}."]
+        lines += ["", "## Single-cue AUC (max(AUC, 1-AUC), bona fide vs spoof)", "",
+                  "| spoof side | n bonafide | n spoof | " + " | ".join(CUES) + " |",
+                  "|---|---:|---:|" + "---:|" * len(CUES)]
+        table: dict[str, dict[str, CueAUC]] = {}
+        for a in self.aucs:
+            table.setdefault(a.comparison, {})[a.cue] = a
+        for comp, row in table.items():
+            first = next(iter(row.values()))
+            cells = [f"**{row[c].auc:.3f}**" if row[c].flagged else f"{row[c].auc:.3f}" for c in CUES]
+            lines.append(f"| {comp} | {first.n_bonafide} | {first.n_spoof} | " + " | ".join(cells) + " |")
+        if self.skipped:
+            lines += ["", f"Not scored (fewer than {cfg.min_files} files): " + ", ".join(self.skipped)]
+        lines += ["", "## Cue distributions (mean / median / p10 / p90)", ""]
+        for cue in CUES:
+            lines += [f"### {cue} ({CUE_UNITS[cue]})", "", "| group | n | mean | median | p10 | p90 |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for group, cues in self.stats.items():
+                s = cues[cue]
+                lines.append(f"| {group} | {s.n} | {s.mean:.3f} | {s.median:.3f} | {s.p10:.3f} | {s.p90:.3f} |")
+            lines.append("")
+        lines += ["## Method", "",
+                  f"Frames of {cfg.frame_s * 1000:g} ms every {cfg.hop_s * 1000:g} ms; a frame is active when its "
+                  f"energy is within {cfg.active_rel_db:g} dB of the file's loudest frame, "
+                  f"{cfg.floor_margin_db:g} dB above the noise floor (the {cfg.floor_percentile:g}th percentile "
+                  f"of frame energies) and above {cfg.active_abs_dbfs:g} dBFS. Bandwidth: highest frequency, going up from "
+                  f"{cfg.reference_band_hz[1]:g} Hz, where the long-term mean spectrum (smoothed over "
+                  f"{cfg.smoothing_hz:g} Hz) stays within {cfg.bandwidth_drop_db:g} dB of its mean in "
+                  f"{cfg.reference_band_hz[0]:g}-{cfg.reference_band_hz[1]:g} Hz. Levels floored at "
+                  f"{cfg.floor_dbfs:g} dBFS.", ""]
+        return "\n".join(lines)
+
+
+def _single_cue_auc(bona: Sequence[float], spoof: Sequence[float]) -> tuple[float, str]:
+    from edge_cm.metrics import auc
+
+    raw = auc(bona, spoof)  # P(bona fide value > spoof value), ties half
+    higher = "bonafide" if raw > 0.5 else "spoof" if raw < 0.5 else "neither"
+    return max(raw, 1.0 - raw), higher
+
+
+def analyse(cues: Sequence[dict[str, float]], labels: Sequence[str], systems: Sequence[str], *,
+            manifest: str = "<rows>", config: ShortcutConfig = ShortcutConfig()) -> ShortcutReport:
+    """Group per-file cues by class and spoof system, summarise them and score each cue's AUC."""
+    if not (len(cues) == len(labels) == len(systems)):
+        raise DataError("cues, labels and systems differ in length")
+    bona_idx = [i for i, lab in enumerate(labels) if lab == "bonafide"]
+    spoof_idx = [i for i, lab in enumerate(labels) if lab == "spoof"]
+    if not bona_idx or not spoof_idx:
+        raise DataError(f"the manifest needs both bonafide and spoof rows (has {len(bona_idx)} bonafide, "
+                        f"{len(spoof_idx)} spoof)", path=manifest, hint="check the label column")
+    groups: dict[str, list[int]] = {"bonafide": bona_idx, POOLED: spoof_idx}
+    for system in sorted({systems[i] for i in spoof_idx}):
+        groups[f"spoof:{system}"] = [i for i in spoof_idx if systems[i] == system]
+    stats = {g: {c: CueStats.of([cues[i][c] for i in idx]) for c in CUES} for g, idx in groups.items()}
+    aucs: list[CueAUC] = []
+    skipped: list[str] = []
+    comparisons = [(POOLED, spoof_idx)] + [(g[len("spoof:"):], idx) for g, idx in groups.items()
+                                           if g.startswith("spoof:")]
+    if len(comparisons) == 2:
+        comparisons = comparisons[:1]  # one system: its comparison is the pooled one
+    for name, idx in comparisons:
+        if min(len(idx), len(bona_idx)) < config.min_files:
+            skipped.append(name)
+            continue
+        for cue in CUES:
+            value, higher = _single_cue_auc([cues[i][cue] for i in bona_idx], [cues[i][cue] for i in idx])
+            aucs.append(CueAUC(name, cue, value, higher, len(bona_idx), len(idx), value > config.auc_threshold))
+    return ShortcutReport(manifest, config, stats, aucs, skipped)
+
+
+def check_rows(rows: Iterable, *, manifest: str = "<rows>", config: ShortcutConfig = ShortcutConfig(),
+               progress: bool = False) -> ShortcutReport:
+    """Read every row's audio (``edge_cm.audio.read_audio``), measure its cues and :func:`analyse` them."""
+    from edge_cm.audio import read_audio
+
+    rows = list(rows)
+    cues, labels, systems = [], [], []
+    for k, row in enumerate(rows):
+        cues.append(measure_cues(read_audio(row.path), config))
+        labels.append(row.label)
+        systems.append(row.system)
+        if progress and (k + 1) % 200 == 0:
+            print(f"  measured {k + 1}/{len(rows)} files", file=sys.stderr)
+    return analyse(cues, labels, systems, manifest=manifest, config=config)
+
+
+def check_manifest(path: str | Path, *, split: str | None = None,
+                   config: ShortcutConfig = ShortcutConfig(), progress: bool = False) -> ShortcutReport:
+    """:func:`check_rows` on a manifest CSV (``training.data.manifest`` schema), optionally one split."""
+    from training.data.manifest import filter_rows, read_manifest_csv
+
+    rows = read_manifest_csv(path)
+    if split is not None:
+        rows = filter_rows(rows, split=split)
+    return check_rows(rows, manifest=str(path), config=config, progress=progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-cm-train corpus check",
+        description="Flag trivial cues (duration, silence, level, bandwidth) that separate bona fide from spoof. "
+                    "Exit code: 0 nothing flagged, 1 a cue flagged, 2 bad input.")
+    parser.add_argument("--manifest", required=True, type=Path, help="manifest CSV (path,label,...,system,...)")
+    parser.add_argument("--out", type=Path, help="write the Markdown report here (and JSON beside it)")
+    parser.add_argument("--json", type=Path, help="JSON report path (default: --out with suffix .json)")
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="check only this split")
+    parser.add_argument("--threshold", type=float, default=ShortcutConfig.auc_threshold,
+                        help="flag a cue whose max(AUC, 1-AUC) exceeds this (default 0.75)")
+    parser.add_argument("--min-files", type=int, default=ShortcutConfig.min_files,
+                        help="score a spoof system only with at least this many files (default 5)")
+    return parser
+
+
+def check_main(argv: list[str] | None = None) -> int:
+    """``edge-cm-train corpus check``: 0 when no cue is flagged, 1 when one is, 2 on bad input."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    if not 0.5 <= args.threshold < 1.0:
+        print(f"corpus check: --threshold {args.threshold} must be in [0.5, 1)", file=sys.stderr)
+        return 2
+    config = ShortcutConfig(auc_threshold=args.threshold, min_files=max(1, args.min_files))
+    try:
+        report = check_manifest(args.manifest, split=args.split, config=config, progress=True)
+    except EdgeCMError as exc:
+        print(f"corpus check: error: {exc}", file=sys.stderr)
+        return 2
+    markdown = report.to_markdown()
+    json_path = args.json or (args.out.with_suffix(".json") if args.out else None)
+    try:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(markdown + "\n", encoding="utf-8")
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"corpus check: cannot write report: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        for a in report.flagged:
+            print(f"FLAGGED {a.cue}: bonafide vs {a.comparison} AUC {a.auc:.3f} (higher in {a.higher_in})")
+        print(f"report: {args.out}" + (f", {json_path}" if json_path else ""))
+    else:
+        print(markdown)
+    return 1 if report.flagged else 0
+
+
+main = check_main
+
+if __name__ == "__main__":
+    sys.exit(check_main())

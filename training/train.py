@@ -1,0 +1,425 @@
+"""The training loop every model family shares, and ``edge-cm-train train --config CFG --out DIR``.
+
+* Adam (lr 1e-3), batches of 128, cross-entropy weighted by inverse class frequency
+  (multi-task models: plus the source cross-entropy), ReduceLROnPlateau halving the
+  learning rate on the validation loss; training stops when the rate falls below
+  ``min_lr`` (1e-5) or after ``max_epochs``.
+* The run folder holds ``config.yaml`` (a copy of the config), ``metrics.csv`` (one row
+  per epoch), ``last.pt`` (resume point) and ``best.pt`` (lowest validation loss).
+* Resumable to the step: a checkpoint holds model, optimiser, scheduler, RNG states and
+  the position (epoch, batch within the epoch); data randomness is a function of
+  (seed, epoch, index) (see :mod:`training.dataset`), so a resumed run takes exactly the
+  step an uninterrupted one would.
+
+Other families plug in through :class:`Trainer`: any ``nn.Module`` whose forward returns
+logits (or a tuple starting with them) and any ``loss_fn(outputs, batch) -> (loss, parts)``.
+Checkpoint format (``torch.load(..., weights_only=True)`` reads it): a dict with
+``config``, ``model_state``, ``architecture``, ``model_args``, ``feature_spec``
+(``FeatureSpec.to_dict()``, with the global normalisation stats), ``classes``, ``systems``,
+``metrics`` and ``train_state``. :func:`load_checkpoint` rebuilds the model.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_cm.errors import DataError
+from edge_cm.features import FeatureSpec
+from training import dataset as ds
+from training.config import CLASSES, TrainConfig, load_config
+from training.models import registry
+
+CHECKPOINT_VERSION = 1
+METRIC_FIELDS = ("epoch", "global_step", "lr", "train_loss", "val_loss", "val_eer", "val_acc", "seconds")
+
+LossFn = Callable[[Any, dict], tuple[torch.Tensor, dict]]
+
+
+def logits_of(outputs: Any) -> torch.Tensor:
+    """The veracity logits of a model's output (the first item of a tuple)."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def bonafide_score(logits: torch.Tensor) -> torch.Tensor:
+    """Higher = more bona fide: ``logits[:, 0] - logsumexp(logits[:, 1:])`` (the runtime's
+    spoof score before its sigmoid, negated)."""
+    return logits[:, 0] - torch.logsumexp(logits[:, 1:], dim=1)
+
+
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """``N / (C * n_c)`` per class (classes absent from the data get weight 0)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@dataclass
+class ClassificationLoss:
+    """Weighted cross-entropy on the veracity logits, plus (multi-task) ``source_weight`` x the
+    cross-entropy of the source logits (targets of -100 are skipped)."""
+
+    class_weights: torch.Tensor | None = None
+    source_weight: float = 1.0
+
+    def __call__(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict]:
+        logits = logits_of(outputs)
+        loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        parts = {"ce": float(loss.detach())}
+        if isinstance(outputs, (tuple, list)) and len(outputs) > 1 and self.source_weight > 0:
+            target = batch["source"]
+            if (target != ds.IGNORE_INDEX).any():
+                src = F.cross_entropy(outputs[1], target, ignore_index=ds.IGNORE_INDEX)
+                loss = loss + self.source_weight * src
+                parts["source_ce"] = float(src.detach())
+        return loss, parts
+
+
+@dataclass
+class TrainState:
+    """Where training is: the next batch to train is ``batch`` of ``epoch`` (both from 0)."""
+
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+    best_val_loss: float = math.inf
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    finished: bool = False
+    history: list = field(default_factory=list)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One training run: model, optimiser, scheduler, data and the run folder.
+
+    Args:
+        cfg: the run's config.
+        model: the network (built from ``cfg.architecture`` by :func:`prepare` usually).
+        train_set, val_set: :class:`training.dataset.WindowDataset` (or any dataset taking
+            ``(index, epoch)`` keys and returning dicts with ``features``/``label``/``source``).
+        out_dir: the run folder.
+        loss_fn: ``loss_fn(outputs, batch) -> (loss, parts)``; default weighted CE.
+        meta: extra checkpoint entries (``architecture``, ``model_args``, ``feature_spec``,
+            ``classes``, ``systems``).
+    """
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, train_set, val_set, out_dir: str | Path, *,
+                 loss_fn: LossFn | None = None, meta: dict | None = None):
+        self.cfg = cfg
+        self.model = model
+        self.train_set, self.val_set = train_set, val_set
+        self.out_dir = Path(out_dir)
+        self.meta = dict(meta or {})
+        if loss_fn is None:
+            n_classes = len(self.meta.get("classes", CLASSES))
+            weights = (inverse_frequency_weights(train_set.labels(), n_classes)
+                       if cfg.class_weighting == "inverse_frequency" else None)
+            loss_fn = ClassificationLoss(weights, cfg.source_loss_weight)
+        self.loss_fn = loss_fn
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
+        self.state = TrainState()
+
+    # -- one step ------------------------------------------------------------------
+    def train_step(self, batch: dict) -> float:
+        """One optimiser step on ``batch``; returns the loss before the step."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, _ = self.loss_fn(self.model(batch["features"]), batch)
+        loss.backward()
+        self.optimizer.step()
+        self.state.global_step += 1
+        return float(loss.detach())
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_loader(self, epoch: int, start_batch: int = 0):
+        return ds.make_loader(self.train_set, self.cfg.batch_size, epoch=epoch, seed=self.cfg.seed, shuffle=True,
+                              num_workers=self.cfg.num_workers, start_batch=start_batch,
+                              max_batches=self.cfg.max_steps_per_epoch)
+
+    # -- validation --------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Validation loss (same loss as training), pooled EER and accuracy."""
+        from edge_cm.metrics import compute_eer
+
+        self.model.eval()
+        total, n, scores, labels, correct = 0.0, 0, [], [], 0
+        loader = ds.make_loader(self.val_set, self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers)
+        for batch in loader:
+            out = self.model(batch["features"])
+            loss, _ = self.loss_fn(out, batch)
+            b = batch["label"].numel()
+            total += float(loss) * b
+            n += b
+            logits = logits_of(out)
+            correct += int((logits.argmax(1) == batch["label"]).sum())
+            scores.append(bonafide_score(logits).numpy())
+            labels.append(batch["label"].numpy())
+        s, y = np.concatenate(scores), np.concatenate(labels)
+        eer = compute_eer(s[y == 0], s[y != 0])[0] if (y == 0).any() and (y != 0).any() else float("nan")
+        return {"val_loss": total / n, "val_eer": eer, "val_acc": correct / n}
+
+    # -- checkpoints ---------------------------------------------------------------
+    def checkpoint(self, metrics: dict | None = None) -> dict:
+        s = self.state
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": self.cfg.to_dict(),
+            "model_state": self.model.state_dict(),
+            "architecture": self.meta.get("architecture", self.cfg.architecture),
+            "model_args": self.meta.get("model_args", {}),
+            "feature_spec": self.meta.get("feature_spec"),
+            "classes": list(self.meta.get("classes", CLASSES)),
+            "systems": list(self.meta.get("systems", [])),
+            "metrics": dict(metrics or {}),
+            "train_state": {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": _rng_state(),
+                "epoch": s.epoch, "batch": s.batch, "global_step": s.global_step,
+                "best_val_loss": s.best_val_loss, "epoch_loss_sum": s.epoch_loss_sum,
+                "epoch_loss_count": s.epoch_loss_count, "finished": s.finished, "history": s.history,
+            },
+        }
+
+    def save(self, path: str | Path, metrics: dict | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.checkpoint(metrics), tmp)
+        tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore model, optimiser, scheduler, RNG and position from a checkpoint written by :meth:`save`."""
+        ckpt = read_checkpoint(path)
+        self.model.load_state_dict(ckpt["model_state"])
+        ts = ckpt["train_state"]
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        _set_rng_state(ts["rng"])
+        self.state = TrainState(epoch=ts["epoch"], batch=ts["batch"], global_step=ts["global_step"],
+                                best_val_loss=ts["best_val_loss"], epoch_loss_sum=ts["epoch_loss_sum"],
+                                epoch_loss_count=ts["epoch_loss_count"], finished=ts["finished"],
+                                history=list(ts["history"]))
+
+    # -- the loop -------------------------------------------------------------------
+    def _log(self, row: dict) -> None:
+        path = self.out_dir / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+
+    def fit(self, max_steps: int = 0) -> TrainState:
+        """Train until ``min_lr`` or ``max_epochs``; ``max_steps`` > 0 stops (after saving
+        ``last.pt``) once that many optimiser steps have been taken in total."""
+        from tqdm import tqdm
+
+        cfg, s = self.cfg, self.state
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        while not s.finished and s.epoch < cfg.max_epochs:
+            started = time.perf_counter()
+            loader = self.train_loader(s.epoch, s.batch)
+            bar = tqdm(loader, total=len(loader), desc=f"epoch {s.epoch + 1}/{cfg.max_epochs}",
+                       disable=not cfg.progress, leave=False, dynamic_ncols=True)
+            for batch in bar:
+                loss = self.train_step(batch)
+                s.batch += 1
+                s.epoch_loss_sum += loss * batch["label"].numel()
+                s.epoch_loss_count += batch["label"].numel()
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}")
+                if cfg.checkpoint_every_steps and s.global_step % cfg.checkpoint_every_steps == 0:
+                    self.save(self.out_dir / "last.pt")
+                if max_steps and s.global_step >= max_steps:
+                    bar.close()
+                    self.save(self.out_dir / "last.pt")
+                    return s
+            bar.close()
+            metrics = self.validate()
+            metrics.update(epoch=s.epoch + 1, global_step=s.global_step, lr=self.lr,
+                           train_loss=s.epoch_loss_sum / max(s.epoch_loss_count, 1),
+                           seconds=round(time.perf_counter() - started, 3))
+            self.scheduler.step(metrics["val_loss"])
+            s.history.append(metrics)
+            self._log(metrics)
+            improved = metrics["val_loss"] < s.best_val_loss
+            if improved:
+                s.best_val_loss = metrics["val_loss"]
+            s.epoch, s.batch, s.epoch_loss_sum, s.epoch_loss_count = s.epoch + 1, 0, 0.0, 0
+            s.finished = self.lr < cfg.min_lr or s.epoch >= cfg.max_epochs
+            if improved:
+                self.save(self.out_dir / "best.pt", metrics)
+            self.save(self.out_dir / "last.pt", metrics)
+            if cfg.progress:
+                print(f"epoch {metrics['epoch']}: train {metrics['train_loss']:.4f} val {metrics['val_loss']:.4f} "
+                      f"EER {100 * metrics['val_eer']:.2f}% lr {self.lr:.1e}{' *' if improved else ''}", flush=True)
+        s.finished = True
+        return s
+
+
+# -- building a run from a config -------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` builds from a config."""
+
+    model: nn.Module
+    train_set: ds.WindowDataset
+    val_set: ds.WindowDataset
+    meta: dict
+
+
+def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, systems: list[str] | None = None,
+            train_rows: list | None = None, val_rows: list | None = None) -> Prepared:
+    """Model and datasets of ``cfg``: reads the manifest, computes normalisation stats if the
+    architecture needs them (unless ``feature_spec`` is given, e.g. when fine-tuning) and
+    fixes the source classes (``systems``) of multi-task models."""
+    arch = registry.get(cfg.architecture)
+    if train_rows is None or val_rows is None:
+        rows = ds.read_rows(cfg.manifest)
+        train_rows = train_rows if train_rows is not None else [r for r in rows if r.split == cfg.train_split]
+        val_rows = val_rows if val_rows is not None else [r for r in rows if r.split == cfg.val_split]
+    train_rows = ds.subset(train_rows, cfg.max_train_files, cfg.seed)
+    val_rows = ds.subset(val_rows, cfg.max_val_files, cfg.seed + 1)
+    for name, part in (("train", train_rows), ("validation", val_rows)):
+        if not part:
+            raise DataError(f"no {name} rows in the manifest", path=cfg.manifest,
+                            hint=f"check train_split={cfg.train_split!r} / val_split={cfg.val_split!r}")
+        if len({r.is_bonafide for r in part}) < 2:
+            raise DataError(f"the {name} rows hold only one class", path=cfg.manifest,
+                            hint="both bona fide and spoof rows are needed")
+    spec = feature_spec
+    if spec is None:
+        spec = arch.feature_spec()
+        if arch.needs_global_stats:
+            mean, std = ds.global_stats(train_rows, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed,
+                                        window_seconds=cfg.window_seconds, num_workers=cfg.num_workers)
+            spec = spec.with_global_stats(mean, std)
+    systems = systems if systems is not None else ds.source_names(train_rows)
+    model_args = dict(cfg.model_args)
+    if arch.multitask:
+        model_args["n_sources"] = len(systems)
+    seed_everything(cfg.seed)
+    model = registry.build(cfg.architecture, **model_args)
+    add_channel = len(arch.input_shape) == 3
+    common = dict(spec=spec, seed=cfg.seed, window_seconds=cfg.window_seconds, systems=systems,
+                  add_channel=add_channel)
+    train_set = ds.WindowDataset(train_rows, train=True, augment=cfg.augment.build(), **common)
+    val_set = ds.WindowDataset(val_rows, train=False, **common)
+    meta = {"architecture": cfg.architecture, "model_args": model_args, "feature_spec": spec.to_dict(),
+            "classes": list(CLASSES), "systems": list(systems)}
+    return Prepared(model, train_set, val_set, meta)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("checkpoint not found", path=path, hint="pass the best.pt or last.pt of a run folder")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a truncated or foreign file
+        raise DataError(f"cannot read checkpoint: {exc}", path=path) from exc
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """The trained model (eval mode) and its metadata: ``architecture``, ``model_args``,
+    ``feature_spec`` (a :class:`FeatureSpec`), ``classes``, ``systems``, ``config`` (a
+    :class:`TrainConfig`), ``metrics``."""
+    ckpt = read_checkpoint(path)
+    for key in ("architecture", "model_state", "feature_spec", "classes", "config"):
+        if key not in ckpt:
+            raise DataError(f"checkpoint lacks {key!r}", path=path, hint="was it written by edge-cm-train?")
+    model = registry.build(ckpt["architecture"], **ckpt.get("model_args", {}))
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    meta = {k: ckpt.get(k) for k in ("architecture", "model_args", "classes", "systems", "metrics")}
+    meta["feature_spec"] = FeatureSpec.from_dict(ckpt["feature_spec"])
+    meta["config"] = TrainConfig.from_dict(ckpt["config"], source=path)
+    return model, meta
+
+
+def run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, max_steps: int = 0,
+        prepared: Prepared | None = None, loss_fn: LossFn | None = None) -> Trainer:
+    """Train ``cfg`` into ``out_dir`` (``resume`` continues from ``out_dir/last.pt``)."""
+    out_dir = Path(out_dir)
+    last = out_dir / "last.pt"
+    if last.exists() and not resume:
+        raise DataError("the run folder already holds a checkpoint", path=out_dir,
+                        hint="pass --resume to continue it, or choose a new --out folder")
+    if resume and last.exists():
+        ckpt = read_checkpoint(last)
+        spec = FeatureSpec.from_dict(ckpt["feature_spec"]) if ckpt.get("feature_spec") else None
+        prepared = prepared or prepare(cfg, feature_spec=spec, systems=ckpt.get("systems") or None)
+    else:
+        prepared = prepared or prepare(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / "config.yaml")
+    trainer = Trainer(cfg, prepared.model, prepared.train_set, prepared.val_set, out_dir,
+                      loss_fn=loss_fn, meta=prepared.meta)
+    if resume and last.exists():
+        trainer.load(last)
+    else:
+        seed_everything(cfg.seed)
+    trainer.fit(max_steps=max_steps)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edge-cm-train train", description="Train a detector from a config.")
+    p.add_argument("--config", required=True, help="YAML or JSON TrainConfig (see training/configs/)")
+    p.add_argument("--out", required=True, help="run folder (config copy, metrics.csv, best.pt, last.pt)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--manifest", help="override the config's manifest")
+    p.add_argument("--max-epochs", type=int, help="override max_epochs")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps in total")
+    p.add_argument("--workers", type=int, help="override num_workers")
+    p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    overrides = {"manifest": args.manifest, "max_epochs": args.max_epochs, "num_workers": args.workers,
+                 "seed": args.seed}
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = load_config(args.config, **overrides)
+    trainer = run(cfg, args.out, resume=args.resume, max_steps=args.max_steps)
+    s = trainer.state
+    print(f"trained {cfg.architecture}: {s.global_step} steps, {s.epoch} epochs, "
+          f"best val loss {s.best_val_loss:.4f}; run folder {args.out}")
+    return 0
