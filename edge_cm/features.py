@@ -215,8 +215,8 @@ class FrameAnalyzer:
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         if spec.kind != "waveform":
-            self._window = window_function(spec).astype(np.float32)
-            self._mel = mel_filterbank(spec).astype(np.float32) if spec.kind == "log_mel" else None
+            self._window = window_function(spec)
+            self._mel = mel_filterbank(spec) if spec.kind == "log_mel" else None
 
     def frames(self, samples: np.ndarray) -> np.ndarray:
         """Per-frame columns for every full frame in ``samples``: shape (bins, frames), float32."""
@@ -228,13 +228,15 @@ class FrameAnalyzer:
         if n == 0:
             return np.zeros((spec.n_bins, 0), dtype=np.float32)
         idx = np.arange(spec.win_length)[None, :] + spec.hop_length * np.arange(n)[:, None]
-        framed = x[idx] * self._window[None, :]
-        mag = np.abs(np.fft.rfft(framed, n=spec.n_fft, axis=1)).astype(np.float32)
+        # float64 until the log: near-silent bins sit close to log_offset, where float32 FFT
+        # rounding would move ln(|X| + offset) by 1e-2 and training/runtime would disagree.
+        framed = x[idx].astype(np.float64) * self._window[None, :]
+        mag = np.abs(np.fft.rfft(framed, n=spec.n_fft, axis=1))
         if spec.power != 1.0:
-            mag = mag ** np.float32(spec.power)
+            mag = mag ** spec.power
         if self._mel is not None:
             mag = mag @ self._mel.T
-        return np.log(mag + np.float32(spec.log_offset)).T.astype(np.float32)
+        return np.log(mag + spec.log_offset).T.astype(np.float32)
 
 
 def normalize(spec: FeatureSpec, columns: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from edge_cm.bundle import Bundle, BundleMeta, ModelFile, write_bundle
 from edge_cm.errors import ExportError
 from edge_cm.features import FeatureSpec, FrameAnalyzer, compute_features
 
+from .evalmode import eval_mode
 from .gates import GateLimits, check_gates, float_gate, int8_gate
 
 #: format name on the CLI -> (bundle format, precision, file name in the bundle)
@@ -54,7 +55,7 @@ def torch_logits(model, inputs: np.ndarray) -> np.ndarray:
     """Reference logits of the torch model, one window at a time (as deployed: batch 1)."""
     import torch
 
-    model.eval()
+    eval_mode(model)
     with torch.no_grad():
         return np.stack([model(torch.from_numpy(np.ascontiguousarray(x))).numpy().reshape(-1) for x in inputs])
 
@@ -132,7 +133,7 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
     if eval_labels is not None and eval_windows is not None and len(eval_labels) != len(eval_windows):
         raise ExportError(f"{len(eval_windows)} evaluation windows but {len(eval_labels)} labels")
 
-    model = model.eval()
+    model = eval_mode(model)
     shape = model_input_shape(spec, window_samples)
     example = torch.zeros(shape, dtype=torch.float32)
     with torch.no_grad():

@@ -18,18 +18,25 @@ from edge_cm.errors import DependencyError, ExportError
 ARENA_TRY_BYTES = 16 * 1024 * 1024
 
 
-def _capture_fd1(fn):
-    """Run ``fn`` with the C-level stdout sent to a file; return (result, text). TFLM prints from C++."""
+def _capture_c_output(fn):
+    """Run ``fn`` with the C-level stdout and stderr sent to a file; return (result, text).
+
+    TFLM's allocation report is printed from C++, out of reach of Python's sys.stdout.
+    """
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 1)
+        for fd in saved:
+            os.dup2(tmp.fileno(), fd)
         try:
             result = fn()
         finally:
             sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+            sys.stderr.flush()
+            for fd, old in saved.items():
+                os.dup2(old, fd)
+                os.close(old)
         tmp.seek(0)
         return result, tmp.read().decode("utf-8", "replace")
 
@@ -68,8 +75,11 @@ def micro_check(tflite_int8: str | Path, inputs: np.ndarray) -> dict:
         y_lite = lite.get_tensor(outd["index"]).astype(np.int32).reshape(-1)
         diffs.append(int(np.max(np.abs(y_micro - y_lite))))
         agree += int(np.argmax(y_micro) == np.argmax(y_lite))
-    _, text = _capture_fd1(micro.print_allocations)
+    _, text = _capture_c_output(micro.print_allocations)
     found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", text)}
+    if "total" not in found:
+        raise ExportError("TFLite Micro printed no arena report", path=path,
+                          hint=f"its output was: {text.strip()[:200]!r}")
     return {"interpreter": "tflite-micro (Python)", "arena_bytes": found.get("total"),
             "arena_head_bytes": found.get("head"), "arena_tail_bytes": found.get("tail"),
             "windows": int(len(inputs)), "max_abs_diff_int8_lsb": int(max(diffs)) if diffs else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_cm.bundle import TensorInfo
+from .evalmode import eval_mode
 from edge_cm.errors import ExportError
 
 DEFAULT_OPSET = 18
@@ -36,7 +37,7 @@ def export_onnx(model, example, path: str | Path, *, opset: int = DEFAULT_OPSET,
         raise ExportError(f"opset {opset} is too old", hint="use opset >= 17 (LayerNormalization, STFT)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    model = eval_mode(model)
     order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
     errors: list[str] = []
     for name in order:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_cm.bundle import Bundle
+
+from .evalmode import eval_mode
 from edge_cm.profile import fit_markdown, latency_profile, target_fit
 
 _VIEW_OPS = {"view", "reshape", "_unsafe_view", "alias", "squeeze", "unsqueeze", "expand", "permute", "transpose",
@@ -80,7 +82,7 @@ def activation_memory(model, example) -> dict:
     """Peak live activation elements/bytes over the exported graph (see module docstring)."""
     import torch
 
-    ep = torch.export.export(model.eval(), (example,))
+    ep = torch.export.export(eval_mode(model), (example,))
     sig = ep.graph_signature
     weights = set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | set(
         getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})

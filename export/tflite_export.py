@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from edge_cm.bundle import TensorInfo
+from .evalmode import eval_mode
 from edge_cm.errors import DependencyError, ExportError
 
 # TfLiteType enum values (tensorflow/lite/schema), as the model-interface rewriter expects them.
@@ -50,7 +51,7 @@ def export_tflite(model, example, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet():
-            edge = litert_torch.convert(model.eval(), (example,))
+            edge = litert_torch.convert(eval_mode(model), (example,))
             edge.export(str(path))
     except Exception as exc:
         raise ExportError(f"litert-torch conversion failed ({type(exc).__name__}: {str(exc)[:300]})", path=path,
@@ -76,7 +77,7 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet():
-            graph = torch.export.export(model.eval(), (example,)).module()
+            graph = torch.export.export(eval_mode(model), (example,)).module()
             quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
                 pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
             prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)

@@ -72,8 +72,17 @@ def _write_manifest(path: Path, rows: list[tuple[Path, str]]) -> Path:
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, more threads only contend (6x slower measured)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, bonafide_dir, bonafide_rows):
+def trained(tmp_path_factory, bonafide_dir, bonafide_rows, one_torch_thread):
     """Train TinyCNN on real speech (train split) vs espeak-ng; write calibration/eval manifests of other files."""
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is not installed (apt-get install espeak-ng)")
@@ -97,7 +106,7 @@ def trained(tmp_path_factory, bonafide_dir, bonafide_rows):
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     weights = torch.tensor([1.0, len(train_bona) / len(train_tts)])
     model.train()
-    for _ in range(60):
+    for _ in range(40):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xt), yt, weight=weights)
         loss.backward()

@@ -175,23 +175,53 @@ def test_classes_and_family_mapping():
 # -- export --------------------------------------------------------------------------------
 
 def test_untrained_student_exports_and_runs_in_edge_cm(tmp_path, real_speech):
+    """ONNX (torch.onnx.export) and TFLite (litert-torch) of the student, run by the edge_cm runtime."""
     from edge_cm.detector import load
     from export.api import export_bundle
 
     torch.manual_seed(1)
     model = registry.build("resnetse_student").eval()
     spec = resnetse_spec()
-    bundle = export_bundle(model, spec, tmp_path / "bundle", formats=("onnx",), architecture="resnetse_student",
-                           classes=CLASSES, profile=False, window_samples=64000,
+    bundle = export_bundle(model, spec, tmp_path / "bundle", formats=("onnx", "tflite"),
+                           architecture="resnetse_student", classes=CLASSES, profile=False, window_samples=64000,
                            metadata={"untrained": True})
     window = real_speech[:64000]
-    detector = load(bundle.path, backend="onnx")
-    result = detector.detect_array(window, 16000)
-    logits_rt = np.asarray(result.windows[0].logits)
     feats = compute_features(spec, window)
     with torch.no_grad():
         logits_torch = model(torch.from_numpy(feats)[None, None]).numpy()[0]
-    assert logits_rt.shape == (len(CLASSES),)
-    np.testing.assert_allclose(logits_rt, logits_torch, atol=1e-3)
     raw = float(np.logaddexp.reduce(logits_torch[1:]) - logits_torch[0])
-    assert result.windows[0].score == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-4)
+    for backend in ("onnx", "tflite"):
+        result = load(bundle.path, backend=backend).detect_array(window, 16000)
+        logits_rt = np.asarray(result.windows[0].logits)
+        assert logits_rt.shape == (len(CLASSES),)
+        np.testing.assert_allclose(logits_rt, logits_torch, atol=1e-3, err_msg=backend)
+        assert result.windows[0].score == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-4)
+
+
+# -- the stages end to end (slow: three trainings and a BIM evaluation) ----------------------
+
+@pytest.mark.slow
+def test_stages_run_end_to_end_on_a_toy_corpus(tmp_path, bonafide_dir):
+    from training.resnetse import pipeline
+    from training.resnetse.bim import BIMConfig
+    from training.toy_corpus import build_toy_corpus
+
+    manifest = build_toy_corpus(bonafide_dir / "manifest.csv", tmp_path / "toy", per_split=2)
+    bona = bonafide_dir / "manifest.csv"
+    ge2e = pipeline.pretrain(pipeline.PretrainConfig(
+        bonafide_manifest=bona, out=tmp_path / "ge2e.pt", architecture="resnetse_student", speakers=2,
+        utterances=2, crop_seconds=0.5, steps=2))
+    data = pipeline.DataConfig(bonafide_manifest=bona, spoof_manifest=manifest, window_seconds=0.5, max_per_class=2)
+    common = dict(data=data, adversarial_pairs=2, epochs=2, batch_size=4, bim=BIMConfig(threshold=1.0))
+    teacher = pipeline.finetune(pipeline.FinetuneConfig(
+        out=tmp_path / "teacher.pt", init=ge2e, architecture="resnetse_student", aeg="static", **common))
+    student = pipeline.distill(pipeline.DistillConfig(
+        out=tmp_path / "student.pt", teacher=teacher, aeg="active", **common))
+    model, ckpt = pipeline.load_checkpoint(student)
+    assert ckpt["stage"] == "distill" and len(ckpt["history"]) == 2
+    # threshold 1.0 keeps every attacked pair, so each epoch trains on 2 adversarial examples.
+    assert [row["adversarial"] for row in ckpt["history"]] == [2, 2]
+    assert ckpt["history"][1]["lr"] == pytest.approx(3e-4 * 0.95)
+    result = pipeline.evaluate(model, data, split="dev", max_per_class=2, batch_size=4)
+    assert 0.0 <= result.eer <= 1.0 and 0.0 <= result.eer_bim <= 1.0
+    assert result.n_bonafide == 2 and result.n_spoof == 4  # 2 per family: tts_formant, tts_concatenative

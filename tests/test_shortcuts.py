@@ -1,6 +1,7 @@
 """Shortcut check: cue measurements on known signals, and flagging on tiny manifests of real clips."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,8 +13,6 @@ from edge_cm.audio import read_audio
 from training.augment import AddNoise
 from training.data.manifest import ManifestRow, write_manifest_csv
 from training.shortcuts import CUES, ShortcutConfig, analyse, check_main, effective_bandwidth, measure_cues
-
-from conftest import pick_clips
 
 SR = 16000
 
@@ -84,8 +83,16 @@ def test_added_leading_silence_is_flagged(tmp_path, clips):
     manifest = write_manifest(tmp_path, clips, lambda a, i: np.concatenate([np.zeros(SR, np.float32), a]),
                               "lead_silence")
     out = tmp_path / "report.md"
-    assert check_main(["--manifest", str(manifest), "--out", str(out)]) == 1
+    per_file = tmp_path / "cues.csv"
+    assert check_main(["--manifest", str(manifest), "--out", str(out), "--cues-csv", str(per_file)]) == 1
     report = json.loads(out.with_suffix(".json").read_text())
+    with open(per_file, newline="") as f:
+        files = list(csv.DictReader(f))
+    assert len(files) == 2 * len(clips)
+    by_path = {r["path"]: float(r["leading_silence_s"]) for r in files}
+    for i, (path, _) in enumerate(clips):  # each spoof starts 1 s later than its bona fide clip
+        spoof = str(tmp_path / "lead_silence" / f"spoof_{i}.wav")
+        assert by_path[spoof] - by_path[str(path)] == pytest.approx(1.0, abs=0.02)
     flagged = {(f["comparison"], f["cue"]): f for f in report["flagged"]}
     lead = flagged[("all spoof", "leading_silence_s")]
     assert lead["auc"] > 0.95 and lead["higher_in"] == "spoof"

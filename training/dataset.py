@@ -188,8 +188,10 @@ def make_loader(dataset: WindowDataset, batch_size: int, *, epoch: int = 0, seed
                 num_workers: int = 0, start_batch: int = 0, max_batches: int = 0) -> DataLoader:
     sampler = EpochBatchSampler(len(dataset), batch_size, epoch=epoch, seed=seed, shuffle=shuffle,
                                 start_batch=start_batch, max_batches=max_batches)
+    # Own generator: creating an iterator must not draw from the global torch RNG (dropout's).
+    gen = torch.Generator().manual_seed(seed * 1000003 + epoch)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                      persistent_workers=False)
+                      persistent_workers=False, generator=gen)
 
 
 def global_stats(rows: Sequence[ManifestRow], spec: FeatureSpec, *, n_windows: int, seed: int,

@@ -20,8 +20,9 @@ class TorchFrontEnd(nn.Module):
         super().__init__()
         self.spec = spec
         if spec.kind != "waveform":
-            self.register_buffer("window", torch.from_numpy(window_function(spec).astype("float32")))
-            mel = mel_filterbank(spec).astype("float32") if spec.kind == "log_mel" else None
+            # float64 until the log, as the numpy front end (near-silent bins are rounding-sensitive).
+            self.register_buffer("window", torch.from_numpy(window_function(spec)))
+            mel = mel_filterbank(spec) if spec.kind == "log_mel" else None
             self.register_buffer("mel", None if mel is None else torch.from_numpy(mel))
         if spec.normalization == "global":
             self.register_buffer("mean", torch.tensor(spec.norm_mean, dtype=torch.float32)[:, None])
@@ -32,13 +33,13 @@ class TorchFrontEnd(nn.Module):
         spec = self.spec
         if spec.kind == "waveform":
             return wave[:, None, :]
-        framed = wave.unfold(-1, spec.win_length, spec.hop_length) * self.window  # (B, frames, win)
+        framed = wave.double().unfold(-1, spec.win_length, spec.hop_length) * self.window  # (B, frames, win)
         mag = torch.fft.rfft(framed, n=spec.n_fft, dim=-1).abs()
         if spec.power != 1.0:
             mag = mag.pow(spec.power)
         if self.mel is not None:
             mag = mag @ self.mel.T
-        return torch.log(mag + spec.log_offset).transpose(1, 2)
+        return torch.log(mag + spec.log_offset).float().transpose(1, 2)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = self.spec

@@ -11,16 +11,19 @@ Cues (16 kHz mono, 20 ms frames every 10 ms):
 * ``duration_s``: length in seconds;
 * ``leading_silence_s`` / ``trailing_silence_s``: time before the first / after the last
   active frame. A frame is active when its energy is within ``active_rel_db`` (35 dB) of
-  the file's loudest frame, at least ``floor_margin_db`` (12 dB) above the noise floor, and
-  above ``active_abs_dbfs`` (-60 dBFS). The noise-floor term keeps stationary background
-  noise from counting as speech, so "silence" means "no speech", not "digital zero";
+  the file's loudest frame, at least ``floor_margin_db`` (12 dB) above the background level
+  (the 10th percentile of the energies of frames that are not digital zero; this term never
+  asks for more than ``max_background_rel_db``, 20 dB, below the peak), and above
+  ``active_abs_dbfs`` (-60 dBFS). The background term keeps stationary noise from counting
+  as speech, so "silence" means "no speech", not "digital zero";
 * ``noise_floor_dbfs``: the noise floor, the ``floor_percentile`` (10th) percentile of the
   frame energies (an extra cue: clean digital pauses in spoofs vs room noise in bona fide);
 * ``rms_dbfs``: RMS level of the whole file, dB re full scale (a full-scale sine is -3 dBFS);
 * ``active_rms_dbfs``: RMS level of the active frames only;
 * ``bandwidth_hz``: upper edge of the long-term mean spectrum (Welch, 512-point frames,
   smoothed over 250 Hz): going up from 3400 Hz, the last frequency before the spectrum
-  first falls more than ``bandwidth_drop_db`` (40 dB) below its mean level in 300-3400 Hz.
+  first falls more than ``bandwidth_drop_db`` (40 dB) below its mean level in 300-3400 Hz
+  (if it is already below at 3400 Hz: the highest frequency under 3400 Hz that is not).
 
 Silent levels are floored at -120 dBFS so every cue is a finite number.
 """
@@ -55,6 +58,7 @@ class ShortcutConfig:
     active_abs_dbfs: float = -60.0
     floor_percentile: float = 10.0
     floor_margin_db: float = 12.0
+    max_background_rel_db: float = 20.0
     floor_dbfs: float = -120.0
     reference_band_hz: tuple[float, float] = (300.0, 3400.0)
     bandwidth_drop_db: float = 40.0
@@ -114,8 +118,14 @@ def measure_cues(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -
     duration = x.size / SAMPLE_RATE
     levels = frame_levels_db(x, config)
     floor = float(np.percentile(levels, config.floor_percentile))
-    threshold = max(float(levels.max()) - config.active_rel_db, floor + config.floor_margin_db,
-                    config.active_abs_dbfs)
+    # The activity threshold ignores digital-zero frames when it estimates the background,
+    # so padding a clip with zeros does not lower it (the noise_floor_dbfs cue keeps them).
+    audible = levels[levels > config.floor_dbfs + 1.0]
+    background = float(np.percentile(audible, config.floor_percentile)) if audible.size else config.floor_dbfs
+    peak = float(levels.max())
+    # Capped, so a clip that is all speech (no pauses but digital zeros) keeps its speech active.
+    above_background = min(background + config.floor_margin_db, peak - config.max_background_rel_db)
+    threshold = max(peak - config.active_rel_db, above_background, config.active_abs_dbfs)
     active = np.flatnonzero(levels > threshold)
     hop, frame = config.hop_s, config.frame_s
     if active.size:
@@ -180,6 +190,8 @@ class ShortcutReport:
     stats: dict[str, dict[str, CueStats]]      # group -> cue -> stats
     aucs: list[CueAUC]
     skipped: list[str] = field(default_factory=list)
+    files: list[tuple[str, str, str, dict[str, float]]] = field(default_factory=list)
+    """Per file: (path, label, system, cues), when measured from audio."""
 
     @property
     def flagged(self) -> list[CueAUC]:
@@ -229,8 +241,10 @@ class ShortcutReport:
         lines += ["## Method", "",
                   f"Frames of {cfg.frame_s * 1000:g} ms every {cfg.hop_s * 1000:g} ms; a frame is active when its "
                   f"energy is within {cfg.active_rel_db:g} dB of the file's loudest frame, "
-                  f"{cfg.floor_margin_db:g} dB above the noise floor (the {cfg.floor_percentile:g}th percentile "
-                  f"of frame energies) and above {cfg.active_abs_dbfs:g} dBFS. Bandwidth: highest frequency, going up from "
+                  f"{cfg.floor_margin_db:g} dB above the background (the {cfg.floor_percentile:g}th percentile "
+                  f"of the energies of frames that are not digital zero, asking at most "
+                  f"{cfg.max_background_rel_db:g} dB below the peak) and above {cfg.active_abs_dbfs:g} dBFS. "
+                  f"Bandwidth: highest frequency, going up from "
                   f"{cfg.reference_band_hz[1]:g} Hz, where the long-term mean spectrum (smoothed over "
                   f"{cfg.smoothing_hz:g} Hz) stays within {cfg.bandwidth_drop_db:g} dB of its mean in "
                   f"{cfg.reference_band_hz[0]:g}-{cfg.reference_band_hz[1]:g} Hz. Levels floored at "
@@ -289,7 +303,23 @@ def check_rows(rows: Iterable, *, manifest: str = "<rows>", config: ShortcutConf
         systems.append(row.system)
         if progress and (k + 1) % 200 == 0:
             print(f"  measured {k + 1}/{len(rows)} files", file=sys.stderr)
-    return analyse(cues, labels, systems, manifest=manifest, config=config)
+    report = analyse(cues, labels, systems, manifest=manifest, config=config)
+    report.files = [(str(row.path), row.label, row.system, c) for row, c in zip(rows, cues)]
+    return report
+
+
+def write_cues_csv(report: ShortcutReport, path: str | Path) -> Path:
+    """One CSV row per file: path, label, system and the cues, to find the files behind a flag."""
+    import csv
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "label", "system", *CUES])
+        for file_path, label, system, cues in report.files:
+            writer.writerow([file_path, label, system, *(f"{cues[c]:.6g}" for c in CUES)])
+    return out
 
 
 def check_manifest(path: str | Path, *, split: str | None = None,
@@ -314,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("train", "dev", "test"), help="check only this split")
     parser.add_argument("--threshold", type=float, default=ShortcutConfig.auc_threshold,
                         help="flag a cue whose max(AUC, 1-AUC) exceeds this (default 0.75)")
+    parser.add_argument("--cues-csv", type=Path, help="also write every file's cues to this CSV")
     parser.add_argument("--min-files", type=int, default=ShortcutConfig.min_files,
                         help="score a spoof system only with at least this many files (default 5)")
     return parser
@@ -344,6 +375,8 @@ def check_main(argv: list[str] | None = None) -> int:
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        if args.cues_csv:
+            write_cues_csv(report, args.cues_csv)
     except OSError as exc:
         print(f"corpus check: cannot write report: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from edge_cm.errors import DataError, EmptyAudioError, InvalidSamplesError
 SAMPLE_RATE = 16000
 """Every transform works on mono float32 audio at this rate (Hz)."""
 
+
 def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     """A numpy Generator from a Generator (used as is), an int seed, or None (fresh entropy)."""
     if isinstance(rng, np.random.Generator):
@@ -42,7 +43,7 @@ def check_audio(audio: np.ndarray, what: str = "audio") -> np.ndarray:
 
 def draw(value: float | tuple[float, float], rng: np.random.Generator) -> float:
     """A fixed value, or a uniform draw from the closed range ``(low, high)``."""
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         low, high = value
         return float(rng.uniform(low, high)) if high > low else float(low)
     return float(value)
@@ -50,8 +51,9 @@ def draw(value: float | tuple[float, float], rng: np.random.Generator) -> float:
 
 def check_range(name: str, value: float | tuple[float, float], low: float, high: float) -> None:
     """Raise :class:`DataError` unless ``value`` (or both ends of a range) lies in [low, high]."""
-    ends = value if isinstance(value, tuple) else (value, value)
-    if len(ends) != 2 or ends[0] > ends[1] or ends[0] < low or ends[1] > high:
+    ends = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(ends) != 2 or not all(isinstance(e, (int, float, np.number)) for e in ends) \
+            or ends[0] > ends[1] or ends[0] < low or ends[1] > high:
         raise DataError(f"{name}={value!r} is outside [{low}, {high}]",
                         hint="give a number or a (low, high) tuple inside that range")
 

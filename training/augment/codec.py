@@ -96,7 +96,8 @@ def leftover_delay(reference: np.ndarray, decoded: np.ndarray, max_delay: int = 
 
     seg = decoded[:n + max_delay].astype(np.float64)
     corr = correlate(seg, ref, mode="valid", method="fft")  # corr[k] = sum ref[i] * seg[i+k]
-    window_energy = np.sqrt(np.convolve(seg**2, np.ones(n), mode="valid"))
+    csum = np.concatenate([[0.0], np.cumsum(seg**2)])
+    window_energy = np.sqrt(np.maximum(csum[n:] - csum[:-n], 0.0))  # energy of seg[k:k+n]
     norm = corr / np.maximum(energy_ref * window_energy, 1e-20)
     best = int(np.argmax(norm))
     if best > 0 and norm[best] >= 0.5 and norm[best] > 1.1 * max(norm[0], 0.0):
@@ -110,13 +111,15 @@ def codec_round_trip(audio: np.ndarray, codec: str, bitrate_kbps: int, *, ffmpeg
     label = codec_label(codec, bitrate_kbps)
     exe = find_ffmpeg(ffmpeg)
     encoder, suffix = CODECS[codec]
-    quiet = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1"]
+    quiet = [exe, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    # One thread each way: many data-loader workers run round trips in parallel.
     with tempfile.TemporaryDirectory(prefix="edge-cm-codec-") as tmp:
         encoded = Path(tmp) / f"clip{suffix}"
         _run(quiet + ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
-                      "-c:a", encoder, "-b:a", f"{int(bitrate_kbps)}k", str(encoded)],
+                      "-c:a", encoder, "-b:a", f"{int(bitrate_kbps)}k", "-threads", "1", str(encoded)],
              np.ascontiguousarray(audio, dtype="<f4").tobytes(), label)
-        raw = _run(quiet + ["-i", str(encoded), "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "pipe:1"],
+        raw = _run(quiet + ["-threads", "1", "-i", str(encoded),
+                            "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-threads", "1", "pipe:1"],
                    None, label)
     decoded = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     decoded = decoded[leftover_delay(audio, decoded):]

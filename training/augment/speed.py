@@ -71,7 +71,7 @@ class SpeedChange:
     def __call__(self, audio: np.ndarray, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, str]:
         """Return ``(resampled audio, speed label)``; the length is about ``len(audio) / factor``."""
         rng = as_generator(rng)
-        if isinstance(self.factor, tuple):
+        if isinstance(self.factor, (tuple, list)):
             low, high = np.log(self.factor[0]), np.log(self.factor[1])
             factor = float(np.exp(rng.uniform(low, high))) if high > low else float(self.factor[0])
         else:

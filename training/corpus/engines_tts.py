@@ -10,7 +10,6 @@ or not at all, and this project installs from Debian main and PyPI only.
 from __future__ import annotations
 
 import functools
-import io
 import shutil
 import subprocess
 import tempfile
@@ -93,8 +92,12 @@ class FestivalVoice:
     def synthesize(self, text: str, seed: int) -> tuple[np.ndarray, int]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.wav"
-            _run(["text2wave", "-eval", f"(voice_{self.voice})", "-o", str(out)],
-                 stdin=text.encode(self.encoding, errors="ignore"), what=f"festival voice {self.voice}")
+            cmd = ["text2wave", "-eval", f"(voice_{self.voice})", "-o", str(out)]
+            try:
+                _run(cmd, stdin=text.encode(self.encoding, errors="ignore"), what=f"festival voice {self.voice}")
+            except BackendError:
+                # some diphone voices crash on letters outside their phone set; retry without accents
+                _run(cmd, stdin=_ascii_fold(text).encode("ascii", errors="ignore"), what=f"festival voice {self.voice}")
             return _read_wav(out)
 
 
@@ -194,12 +197,10 @@ def _load_piper(module: str):
     return PiperVoice.load(pkg.model_path(), config_path=pkg.config_path())
 
 
-def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
-    import soundfile as sf
+def _ascii_fold(text: str) -> str:
+    import unicodedata
 
-    buf = io.BytesIO()
-    sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
 ESPEAK_VOICES = (

@@ -5,7 +5,8 @@ sample-rate history (issue 3, "no shortcuts"), so both classes go through exactl
 
 1. resample to 16 kHz with soxr VHQ (the resampler the shared bona fide corpus was made with);
 2. trim leading and trailing silence: 10 ms frames are "active" when their RMS is within
-   ``activity_range_db`` of the loudest frame and above ``floor_dbfs``; everything before the first
+   ``activity_range_db`` of the loudest frame and above ``floor_dbfs`` (-100 dBFS: only digital
+   silence, so the decision does not depend on the clip's level); everything before the first
    and after the last active frame is cut, keeping ``margin_s`` seconds on each side;
 3. scale so the RMS over active frames is ``target_dbfs`` (default -26 dBFS);
 4. a look-ahead peak limiter holds peaks at ``ceiling_dbfs`` (smooth gain, no hard clipping);
@@ -29,7 +30,7 @@ class NormalisationSpec:
     ceiling_dbfs: float = -1.0
     frame_s: float = 0.010
     activity_range_db: float = 40.0
-    floor_dbfs: float = -60.0
+    floor_dbfs: float = -100.0
     margin_s: float = 0.10
     limiter_window_s: float = 0.005
     limiter_release_s: float = 0.050
@@ -111,7 +112,13 @@ def normalise(samples: np.ndarray, rate: int, spec: NormalisationSpec = Normalis
     if rms <= 0.0:
         return x.astype(np.float32)
     x = x * (10.0 ** (spec.target_dbfs / 20.0) / rms)
-    return peak_limit(x, spec).astype(np.float32)
+    x = peak_limit(x, spec)
+    # the limiter lowers loud peaks, and with them the active RMS; one make-up pass (limited
+    # again) brings it back near the target without clipping
+    after = active_rms_dbfs(x, spec)
+    if after < spec.target_dbfs - 0.5:
+        x = peak_limit(x * 10.0 ** ((spec.target_dbfs - after) / 20.0), spec)
+    return np.asarray(x, dtype=np.float32)
 
 
 def active_rms_dbfs(x: np.ndarray, spec: NormalisationSpec = NormalisationSpec()) -> float:

@@ -101,7 +101,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     arch = get(name)
     try:
         return arch.builder(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ArchitectureError(f"cannot build {name!r} with {sorted(kwargs)}: {exc}") from exc
 
 

@@ -37,6 +37,11 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
     ("voc_griffinlim", "vocoder_spectrogram"),
     ("voc_hifigan", "vocoder_spectrogram"),
     ("codec_lyra", "codec_neural"),
+    # Bare engine names, as training/toy_corpus.py writes them (espeak_en, flite_kal).
+    ("espeak", "tts_formant"),
+    ("festival", "tts_concatenative"),
+    ("flite", "tts_concatenative"),
+    ("piper", "tts_neural"),
 )
 
 

@@ -20,10 +20,13 @@ class KDConfig:
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            config: KDConfig = KDConfig()) -> torch.Tensor:
-    """Distillation loss (a scalar) of logits (B, C) and class indices (B,)."""
+            config: KDConfig = KDConfig(), weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Distillation loss (a scalar) of logits (B, C) and class indices (B,).
+
+    ``weight`` (C,) optionally weights the NLL term per class (as ``F.cross_entropy``).
+    """
     t = config.temperature
-    nll = F.cross_entropy(student_logits, targets)
+    nll = F.cross_entropy(student_logits, targets, weight=weight)
     if config.gamma == 0.0:
         return nll
     log_p_student = F.log_softmax(student_logits / t, dim=-1)

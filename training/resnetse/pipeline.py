@@ -2,7 +2,8 @@
 
 * :func:`pretrain` - the teacher learns speaker embeddings with the GE2E loss on
   N speakers x M crops of bona fide speech.
-* :func:`finetune` - the whole network learns the 8 classes (NLL) on bona fide
+* :func:`finetune` - the whole network learns the 8 classes (NLL, weighted by inverse
+  class frequency unless ``class_weighting=False``) on bona fide
   speech, the six spoofing families and BIM ``adversarial`` examples; noise and
   reverberation are added on the fly to the original (not the adversarial) audio,
   since noise at 5-20 dB SNR would drown a perturbation of at most -67 dBFS.
@@ -95,6 +96,8 @@ class FinetuneConfig:
     lr_decay: float = 0.95
     decay_every: int = 2
     augment: bool = True
+    class_weighting: bool = True
+    """Weight the NLL by inverse class frequency (bona fide clips far outnumber each family)."""
 
     def __post_init__(self) -> None:
         if self.aeg not in AEG_MODES:
@@ -124,6 +127,7 @@ class DistillConfig:
     lr_decay: float = 0.95
     decay_every: int = 2
     augment: bool = True
+    class_weighting: bool = True
 
     def __post_init__(self) -> None:
         if self.aeg not in AEG_MODES:
@@ -262,10 +266,11 @@ def pretrain(config: PretrainConfig) -> Path:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        history.append({"step": step, "loss": float(loss), "w": float(loss_fn.w), "b": float(loss_fn.b)})
+        history.append({"step": step, "loss": loss.item(), "w": loss_fn.w.item(),
+                        "b": loss_fn.b.item()})
         if step == 1 or step % 10 == 0 or step == config.steps:
-            _log(f"ge2e step {step}/{config.steps} loss {float(loss):.4f} w {float(loss_fn.w):.3f} "
-                 f"b {float(loss_fn.b):.3f} ({time.perf_counter() - t0:.0f} s)")
+            _log(f"ge2e step {step}/{config.steps} loss {loss.item():.4f} w {loss_fn.w.item():.3f} "
+                 f"b {loss_fn.b.item():.3f} ({time.perf_counter() - t0:.0f} s)")
     return save_checkpoint(config.out, model, config.architecture, "ge2e", history,
                            {"config": _jsonable(asdict(config)), "speakers": len(groups),
                             "seconds": time.perf_counter() - t0})
@@ -276,7 +281,9 @@ def pretrain(config: PretrainConfig) -> Path:
 def _train_classifier(model: nn.Module, architecture: str, stage: str, data: DataConfig, out: Path, *,
                       aeg: str, static_attacker: nn.Module | None, adversarial_pairs: int, bim: BIMConfig,
                       epochs: int, batch_size: int, lr: float, lr_decay: float, decay_every: int, augment: bool,
-                      teacher: nn.Module | None, kd: KDConfig | None, extra: dict) -> Path:
+                      class_weighting: bool, teacher: nn.Module | None, kd: KDConfig | None, extra: dict) -> Path:
+    from training.train import inverse_frequency_weights
+
     rng = np.random.default_rng(data.seed)
     torch.manual_seed(data.seed)
     clips, groups = _training_clips(data, rng)
@@ -303,6 +310,7 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
         if aeg == "active":
             adversarial, aeg_info = generate_adversarial(scorer, groups, adversarial_pairs, n, audio, bim, rng)
         waves, labels, is_adv = _epoch_items(clips, adversarial, n, audio, rng)
+        weight = inverse_frequency_weights(labels, len(CLASSES)) if class_weighting else None
         scorer.train()
         total, correct, seen = 0.0, 0, 0
         for x, y in _batches(waves, labels, is_adv, batch_size, augmenter, rng):
@@ -311,13 +319,13 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
             if teacher_scorer is not None and kd is not None:
                 with torch.no_grad():
                     teacher_logits = teacher_scorer.model(feats)
-                loss = kd_loss(logits, teacher_logits, y, kd)
+                loss = kd_loss(logits, teacher_logits, y, kd, weight=weight)
             else:
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y, weight=weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(y)
+            total += loss.item() * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             seen += len(y)
         scheduler.step()
@@ -346,7 +354,8 @@ def finetune(config: FinetuneConfig) -> Path:
         model, config.architecture, "finetune", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
         adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
         batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
-        augment=config.augment, teacher=None, kd=None, extra={"config": _jsonable(asdict(config))})
+        augment=config.augment, class_weighting=config.class_weighting, teacher=None, kd=None,
+        extra={"config": _jsonable(asdict(config))})
 
 
 def distill(config: DistillConfig) -> Path:
@@ -358,7 +367,8 @@ def distill(config: DistillConfig) -> Path:
         model, config.architecture, "distill", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
         adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
         batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
-        augment=config.augment, teacher=teacher, kd=config.kd if config.use_kd else None,
+        augment=config.augment, class_weighting=config.class_weighting, teacher=teacher,
+        kd=config.kd if config.use_kd else None,
         extra={"config": _jsonable(asdict(config))})
 
 

@@ -1,0 +1,114 @@
+"""The edge-cm command line, run as a user would (a subprocess of the installed console script)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edge_cm.cli import EXIT_ERROR, EXIT_OK, EXIT_SPOOF, main
+from edge_cm.demo import demo_clips
+
+EDGE_CM = [sys.executable, "-m", "edge_cm.cli"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*EDGE_CM, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_console_script_is_installed():
+    assert shutil.which("edge-cm", path=str(Path(sys.executable).parent)) is not None
+
+
+def test_detect_json(float_bundle, tmp_path, real_speech):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, real_speech[:7 * 16000], 16000)
+    res = run("detect", wav, "--bundle", float_bundle, "--json")
+    assert res.returncode == EXIT_OK, res.stderr
+    out = json.loads(res.stdout)
+    assert out["backend"] == "onnx" and out["untrained"] is True
+    clip = out["clips"][0]
+    assert clip["duration"] == pytest.approx(7.0)
+    assert [(w["start"], w["end"]) for w in clip["windows"]] == [(0.0, 4.0), (2.0, 6.0), (3.0, 7.0)]
+    assert clip["verdict"] in ("spoof", "bonafide")
+    assert clip["score"] == pytest.approx(np.mean([w["score"] for w in clip["windows"]]))
+
+
+def test_detect_tflite_backend_and_hop(float_bundle, tmp_path, real_speech):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, real_speech[:6 * 16000], 16000)
+    res = run("detect", wav, "--bundle", float_bundle, "--json", "--backend", "tflite", "--hop", "1")
+    assert res.returncode == EXIT_OK, res.stderr
+    out = json.loads(res.stdout)
+    assert out["backend"] == "tflite"
+    assert [w["start"] for w in out["clips"][0]["windows"]] == [0.0, 1.0, 2.0]
+
+
+def test_untrained_bundle_is_marked_in_text_output(float_bundle, tmp_path, real_speech):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, real_speech[:5 * 16000], 16000)
+    res = run("detect", wav, "--bundle", float_bundle, "--windows")
+    assert res.returncode == EXIT_OK
+    assert res.stdout.startswith("UNTRAINED MODEL")
+    assert "0.00-   4.00 s" in res.stdout
+
+
+def test_bad_input_exits_2_and_names_the_file(float_bundle, tmp_path, real_speech):
+    good = tmp_path / "good.wav"
+    sf.write(good, real_speech[:5 * 16000], 16000)
+    bad = tmp_path / "broken.wav"
+    bad.write_text("not audio")
+    res = run("detect", good, bad, "--bundle", float_bundle)
+    assert res.returncode == EXIT_ERROR
+    assert "broken.wav" in res.stderr and "Traceback" not in res.stderr
+    assert "good.wav" in res.stdout  # the good file is still scored and reported
+
+
+def test_fail_on_spoof_exit_code(float_bundle, tmp_path, real_speech):
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, real_speech[:5 * 16000], 16000)
+    verdict = json.loads(run("detect", wav, "--bundle", float_bundle, "--json").stdout)["clips"][0]["verdict"]
+    res = run("detect", wav, "--bundle", float_bundle, "--fail-on-spoof")
+    assert res.returncode == (EXIT_SPOOF if verdict == "spoof" else EXIT_OK)
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["detect"]) == EXIT_ERROR
+    assert main(["frobnicate"]) == EXIT_ERROR
+    assert main(["detect", "x.wav", "--backend", "coreml"]) == EXIT_ERROR
+
+
+def test_missing_bundle_exits_2(tmp_path, capsys):
+    assert main(["detect", str(tmp_path / "a.wav"), "--bundle", str(tmp_path / "nope")]) == EXIT_ERROR
+    assert "bundle not found" in capsys.readouterr().err
+
+
+def test_info(float_bundle):
+    res = run("info", float_bundle)
+    assert res.returncode == EXIT_OK, res.stderr
+    assert "UNTRAINED" in res.stdout and "model.onnx" in res.stdout and "model.tflite" in res.stdout
+    meta = json.loads(run("info", float_bundle, "--json").stdout)
+    assert meta["feature_spec"]["kind"] == "log_spectrogram" and meta["window_samples"] == 64000
+
+
+def test_demo_runs_the_default_bundle_over_every_clip():
+    res = run("demo")
+    assert res.returncode == EXIT_OK, res.stderr
+    for clip in demo_clips():
+        line = next(ln for ln in res.stdout.splitlines() if ln.startswith(clip["file"]))
+        assert clip["label"] in line and ("spoof" in line.split()[-2:] or "bonafide" in line.split()[-2:])
+
+
+def test_demo_clips_carry_attribution():
+    clips = demo_clips()
+    attribution = (Path(clips[0]["path"]).parent / "ATTRIBUTION.md").read_text()
+    assert {c["label"] for c in clips} == {"bonafide", "spoof"}
+    for clip in clips:
+        assert clip["file"] in attribution and clip["license"]
+        info = sf.info(clip["path"])
+        assert info.samplerate == 16000 and info.channels == 1 and info.duration < 10

@@ -1,0 +1,302 @@
+"""Offline spoof-corpus builder: real engines, real shared clips, a tiny real build.
+
+espeak-ng, ffmpeg, pyworld and pysptk are required (the tests fail without them); festival, flite,
+piper, HiFi-GAN and Lyra are skipped with the reason printed when they are not installed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import pick_clips
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+from training.corpus import builder, splits, systems, vocoders  # noqa: E402
+from training.corpus.engines_tts import ESPEAK_VOICES, FESTIVAL_VOICES, FLITE_VOICES, PIPER_VOICES  # noqa: E402
+from training.corpus.normalise import NormalisationSpec, active_rms_dbfs, normalise  # noqa: E402
+from training.data.manifest import COLUMNS, read_manifest_csv  # noqa: E402
+
+SR = 16000
+TEXT = "The little boat drifted slowly across the calm lake."
+
+
+@pytest.fixture(scope="module")
+def clip(bonafide_dir, bonafide_rows) -> np.ndarray:
+    """A 2-4 s real utterance (dev split, first in manifest order)."""
+    from edge_cm.audio import read_audio
+
+    row = pick_clips(bonafide_rows, "dev", 1, min_seconds=2.0, max_seconds=4.0)[0]
+    return read_audio(bonafide_dir / row["path"])
+
+
+def _require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is required by the corpus tests (apt-get install {tool})")
+
+
+def _assert_speech_like(y: np.ndarray, rate: int, min_s: float, max_s: float) -> None:
+    assert rate == SR
+    assert y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert min_s <= len(y) / SR <= max_s, f"duration {len(y) / SR:.2f} s outside [{min_s}, {max_s}]"
+    assert float(np.sqrt(np.mean(y**2))) > 1e-3, "output is (near) silent"
+
+
+def _tts_16k(voice, text=TEXT, seed=1):
+    from training.corpus.normalise import resample_to_16k
+
+    reason = voice.unavailable()
+    if reason:
+        print(f"SKIP {voice.system}: {reason}")
+        pytest.skip(reason)
+    audio, rate = voice.synthesize(text, seed)
+    return resample_to_16k(audio, rate)
+
+
+# -- TTS engines --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("voice", [ESPEAK_VOICES[0], ESPEAK_VOICES[9]], ids=lambda v: v.system)
+def test_espeak_produces_speech(voice):
+    _require("espeak-ng")
+    text = TEXT if voice.language == "en" else "Der Zug nach Berlin fährt jeden Morgen um sieben Uhr ab."
+    _assert_speech_like(_tts_16k(voice, text), SR, 1.5, 8.0)
+
+
+def test_espeak_is_deterministic_for_a_seed_and_varies_with_it():
+    _require("espeak-ng")
+    voice = ESPEAK_VOICES[0]
+    a, b, c = (_tts_16k(voice, seed=s) for s in (3, 3, 4))
+    assert np.array_equal(a, b)
+    assert len(a) != len(c) or not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("voice", [FESTIVAL_VOICES[0], FLITE_VOICES[0], FLITE_VOICES[4]], ids=lambda v: v.system)
+def test_festival_and_flite_produce_speech(voice):
+    _assert_speech_like(_tts_16k(voice), SR, 1.5, 8.0)
+
+
+def test_piper_is_speech_and_deterministic():
+    voice = PIPER_VOICES[0]
+    a = _tts_16k(voice, seed=5)
+    _assert_speech_like(a, SR, 1.5, 8.0)
+    assert np.array_equal(a, _tts_16k(voice, seed=5))
+
+
+# -- copy-synthesis ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_lpc"])
+def test_copy_synthesis_keeps_duration_and_is_deterministic(clip, name):
+    system = systems.get(name)
+    y = system.engine.run(clip, 7, None)
+    assert abs(len(y) - len(clip)) <= 0.02 * len(clip)
+    assert np.all(np.isfinite(y)) and float(np.std(y)) > 1e-3
+    assert np.array_equal(y, system.engine.run(clip, 7, None))
+    assert not np.allclose(y[: len(clip)], clip, atol=1e-3), "output must be resynthesised, not a copy"
+
+
+def _spectral_distance(a, b):
+    from training.corpus.hifigan import log_mel_distance
+
+    return log_mel_distance(a, b)
+
+
+def test_copy_synthesis_resembles_the_source(clip):
+    """Every vocoder's log-mel distance to the source is far below that of noise of equal RMS."""
+    noise = np.random.default_rng(0).standard_normal(len(clip)).astype(np.float32) * np.std(clip)
+    noise_d = _spectral_distance(clip, noise)
+    for name in ("voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_lpc"):
+        d = _spectral_distance(clip, systems.get(name).engine.run(clip, 1, None))
+        assert d < 0.5 * noise_d, f"{name}: log-mel distance {d:.2f} vs noise {noise_d:.2f}"
+
+
+def test_hifigan_reconstructs_mel(clip):
+    from training.corpus import hifigan
+
+    reason = hifigan.unavailable()
+    if reason:
+        print(f"SKIP voc_hifigan: {reason}")
+        pytest.skip(reason)
+    x = clip[: 2 * SR]
+    y = hifigan.hifigan(x)
+    assert len(y) == len(x)
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * np.std(x)
+    d, d_noise = _spectral_distance(x, y), _spectral_distance(x, noise)
+    assert d < 0.3 * d_noise, f"HiFi-GAN log-mel distance {d:.2f} vs noise {d_noise:.2f}"
+    assert np.array_equal(y, hifigan.hifigan(x))
+
+
+def test_lyra_codec_resynthesises_at_two_bitrates(clip, shared_dir):
+    from training.corpus import codec_lyra
+
+    lyra_dir = shared_dir / "assets" / "lyra"
+    reason = codec_lyra.unavailable(lyra_dir)
+    if reason:
+        print(f"SKIP codec_lyra: {reason}")
+        pytest.skip(reason)
+    x = clip[: int(1.5 * SR)]
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * np.std(x)
+    outs = {}
+    for bitrate in (3200, 9200):
+        y = codec_lyra.lyra(x, bitrate=bitrate, model_dir=str(lyra_dir))
+        assert len(y) == len(x)
+        assert _spectral_distance(x, y) < 0.3 * _spectral_distance(x, noise)
+        outs[bitrate] = y
+    assert not np.allclose(outs[3200], outs[9200])
+    assert np.array_equal(outs[3200], codec_lyra.lyra(x, bitrate=3200, model_dir=str(lyra_dir)))
+
+
+# -- normalisation -------------------------------------------------------------------------------
+
+def test_normalise_sets_level_trims_and_limits(clip):
+    spec = NormalisationSpec()
+    quiet = np.concatenate([np.zeros(SR, np.float32), clip * 0.01, np.zeros(SR, np.float32)])
+    y = normalise(quiet, SR, spec)
+    assert abs(active_rms_dbfs(y, spec) - spec.target_dbfs) < 1.5
+    assert len(y) < len(quiet) - 1.5 * SR  # most of the 2 s of added silence is gone
+    assert np.max(np.abs(y)) <= 10 ** (spec.ceiling_dbfs / 20) + 1e-6
+    y44 = normalise(np.repeat(clip, 2), 32000, spec)  # resampled to 16 kHz: about the same length
+    assert abs(len(y44) - len(normalise(clip, SR, spec))) < 0.05 * len(clip)
+
+
+# -- splits --------------------------------------------------------------------------------------
+
+def test_default_split_assignment_is_disjoint_and_covers_families():
+    mapping = splits.system_split()
+    assert set(mapping) <= set(systems.registry())
+    for split in splits.SPLIT_NAMES:
+        fams = {systems.get(n).family for n, s in mapping.items() if s == split}
+        assert fams == {"tts", "vocoder", "codec"}, f"{split} lacks a family: {fams}"
+        tts_n = sum(1 for n, s in mapping.items() if s == split and systems.get(n).family == "tts")
+        assert tts_n >= 5
+    with pytest.raises(Exception, match="both"):
+        splits.system_split({"train": ("voc_lpc",), "test": ("voc_lpc",)})
+
+
+# -- a tiny real build ---------------------------------------------------------------------------
+
+BUILD_SYSTEMS = ("tts_espeak_en-us+m3", "tts_espeak_fr+f3", "voc_world_dio", "voc_griffinlim", "voc_lpc")
+
+
+@pytest.fixture(scope="module")
+def mini_manifest(tmp_path_factory, bonafide_dir, bonafide_rows) -> Path:
+    rows = []
+    for split in ("train", "dev", "test"):
+        rows += pick_clips(bonafide_rows, split, 2, min_seconds=1.0, max_seconds=3.0)
+    out = tmp_path_factory.mktemp("bona") / "manifest.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(bonafide_rows[0].keys()))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "path": str(bonafide_dir / r["path"])})
+    return out
+
+
+def _cfg(manifest: Path, out: Path, seed: int = 0) -> builder.BuildConfig:
+    return builder.BuildConfig(bonafide_manifest=manifest, out_dir=out, systems=BUILD_SYSTEMS, jobs=1, seed=seed,
+                               max_minutes_per_system=0.05, progress=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, mini_manifest):
+    _require("ffmpeg")
+    out = tmp_path_factory.mktemp("corpus")
+    summary = builder.build(_cfg(mini_manifest, out))
+    return out, summary
+
+
+def test_build_writes_valid_manifest_and_files(built):
+    out, summary = built
+    assert summary["failures"] == []
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == COLUMNS
+    rows = read_manifest_csv(out / "manifest.csv")
+    assert {r.system for r in rows if r.label == "spoof"} == set(BUILD_SYSTEMS)
+    assert sum(r.label == "bonafide" for r in rows) == 6
+    for r in rows:
+        info = sf.info(r.path)
+        assert (info.samplerate, info.channels, info.format, info.subtype) == (SR, 1, "FLAC", "PCM_16")
+        assert abs(info.frames / SR - r.seconds) < 1e-3
+        assert r.family == ("bonafide" if r.label == "bonafide" else systems.get(r.system).family)
+    assert splits.check_disjoint(rows) == []
+    mapping = splits.system_split()
+    assert all(r.split == mapping[r.system] for r in rows if r.label == "spoof")
+
+
+def test_copy_synthesis_spoofs_inherit_source_split_and_speaker(built, mini_manifest):
+    out, _ = built
+    with open(mini_manifest, newline="", encoding="utf-8") as f:
+        bona = {(Path(r["path"]).parent.name, Path(r["path"]).stem): r for r in csv.DictReader(f)}
+    rows = [r for r in read_manifest_csv(out / "manifest.csv") if r.family == "vocoder"]
+    assert rows
+    for r in rows:
+        src = bona[tuple(Path(r.path).stem.split("__")[-2:])]
+        assert (r.split, r.speaker, r.source) == (src["split"], src["speaker"], src["source"])
+
+
+def test_same_normalisation_for_both_classes(built):
+    out, _ = built
+    spec = NormalisationSpec()
+    for r in read_manifest_csv(out / "manifest.csv"):
+        y, _ = sf.read(r.path, dtype="float32")
+        assert abs(active_rms_dbfs(y, spec) - spec.target_dbfs) < 2.0, r.path
+        assert np.max(np.abs(y)) <= 10 ** (spec.ceiling_dbfs / 20) + 1e-4
+
+
+def test_summary_counts_match_manifest(built):
+    out, summary = built
+    rows = read_manifest_csv(out / "manifest.csv")
+    data = json.loads((out / "summary.json").read_text())
+    for name in BUILD_SYSTEMS:
+        mine = [r for r in rows if r.system == name]
+        assert data["systems"][name]["files"] == len(mine)
+        assert abs(data["systems"][name]["minutes"] - sum(r.seconds for r in mine) / 60) < 1e-2
+    assert sum(s["spoof_files"] for s in data["splits"].values()) == sum(r.label == "spoof" for r in rows)
+    md = (out / "summary.md").read_text()
+    assert all(f"`{n}`" in md for n in BUILD_SYSTEMS) and "## Splits" in md
+
+
+def test_resume_skips_finished_files_and_remakes_missing(built, mini_manifest):
+    out, _ = built
+    rows = read_manifest_csv(out / "manifest.csv")
+    victim = Path(next(r.path for r in rows if r.system == "voc_lpc"))
+    stamps = {r.path: os.stat(r.path).st_mtime_ns for r in rows}
+    victim.unlink()
+    summary = builder.build(_cfg(mini_manifest, out))
+    assert summary["files_made_this_run"] == 1 and summary["files_reused"] == len(rows) - 1
+    assert victim.exists()
+    assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items() if Path(p) != victim)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_build_is_deterministic_for_a_seed(built, mini_manifest, tmp_path):
+    out, _ = built
+    again = builder.build(_cfg(mini_manifest, tmp_path))
+    assert again["failures"] == []
+    first = {Path(r.path).relative_to(out): r for r in read_manifest_csv(out / "manifest.csv")}
+    second = {Path(r.path).relative_to(tmp_path): r for r in read_manifest_csv(tmp_path / "manifest.csv")}
+    assert first.keys() == second.keys()
+    for rel in first:
+        a, _ = sf.read(out / rel, dtype="int16")
+        b, _ = sf.read(tmp_path / rel, dtype="int16")
+        assert np.array_equal(a, b), rel
+    cfg = _cfg(mini_manifest, tmp_path / "other", seed=1)
+    jobs_other, _ = builder.plan(cfg, builder.read_bonafide_manifest(mini_manifest))
+    jobs_same, _ = builder.plan(_cfg(mini_manifest, tmp_path), builder.read_bonafide_manifest(mini_manifest))
+    assert [j.text for j in jobs_other if j.kind == "tts"] != [j.text for j in jobs_same if j.kind == "tts"]
+
+
+def test_cli_rejects_unknown_system(mini_manifest, tmp_path):
+    from training.corpus.cli import main
+
+    from edge_cm.errors import DataError
+
+    with pytest.raises(DataError, match="unknown system"):
+        main(["build", "--bonafide", str(mini_manifest), "--out", str(tmp_path), "--systems", "tts_nope"])

@@ -1,0 +1,71 @@
+"""The training front end (torch) computes the runtime's features (numpy) to < 1e-4 on real speech."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edge_cm.audio import read_audio
+from edge_cm.features import (FeatureSpec, FrameAnalyzer, compute_features, dual_stream_spec, efficientcnn_spec,
+                              resnetse_spec, waveform_spec)
+from edge_cm.errors import FeatureSpecError
+from training.frontend_torch import TorchFrontEnd
+
+from conftest import pick_clips
+
+
+@pytest.fixture(scope="module")
+def windows(bonafide_dir, bonafide_rows):
+    """Three 4-s windows of real speech from three sources."""
+    out = []
+    for source in ("resemblyzer_librispeech", "picovoice_speech_to_intent", "deb_fillets_ng"):
+        rows = [r for r in bonafide_rows if r["source"] == source]
+        row = pick_clips(rows, "dev", 1, min_seconds=4.0)[0]
+        out.append(read_audio(bonafide_dir / row["path"])[:64000])
+    return np.stack(out)
+
+
+def with_stats(spec: FeatureSpec, windows: np.ndarray) -> FeatureSpec:
+    cols = np.concatenate([FrameAnalyzer(spec).frames(w) for w in windows], axis=1)
+    return spec.with_global_stats(cols.mean(axis=1), cols.std(axis=1))
+
+
+@pytest.mark.parametrize("make", [efficientcnn_spec, resnetse_spec, dual_stream_spec, waveform_spec],
+                         ids=["log_spectrogram", "log_mel", "log_stft", "waveform"])
+def test_torch_front_end_matches_numpy(make, windows):
+    spec = make()
+    if spec.kind == "log_spectrogram":
+        spec = with_stats(spec, windows)
+    numpy_feats = np.stack([compute_features(spec, w) for w in windows])
+    torch_feats = TorchFrontEnd(spec)(torch.from_numpy(windows)).numpy()
+    assert torch_feats.shape == numpy_feats.shape == (3, *spec.output_shape(64000))
+    assert np.abs(torch_feats - numpy_feats).max() < 1e-4
+
+
+def test_front_end_geometry():
+    assert efficientcnn_spec().output_shape(64000) == (865, 390)
+    assert resnetse_spec().output_shape(64000) == (40, 398)
+    assert dual_stream_spec().output_shape(64000) == (257, 340)
+    assert waveform_spec().output_shape(64000) == (64000,)
+
+
+def test_gradient_flows_to_the_waveform(windows):
+    wave = torch.from_numpy(windows[:1]).requires_grad_(True)
+    TorchFrontEnd(resnetse_spec())(wave).sum().backward()
+    assert wave.grad is not None and torch.count_nonzero(wave.grad) > 1000
+
+
+def test_spec_round_trips_through_json(windows):
+    spec = with_stats(efficientcnn_spec(), windows)
+    again = FeatureSpec.from_dict(__import__("json").loads(spec.to_json()))
+    assert again == spec
+
+
+@pytest.mark.parametrize("bad", [dict(kind="mfcc"), dict(kind="log_mel", win_length=400, hop_length=160, n_fft=512),
+                                 dict(kind="log_spectrogram", win_length=512, hop_length=0, n_fft=512),
+                                 dict(kind="log_spectrogram", win_length=512, hop_length=160, n_fft=256),
+                                 dict(kind="log_spectrogram", win_length=16, hop_length=8, n_fft=16,
+                                      normalization="global", norm_mean=(0.0,) * 9, norm_std=(1.0,) * 8)])
+def test_inconsistent_specs_are_refused(bad):
+    with pytest.raises(FeatureSpecError):
+        FeatureSpec(**bad)

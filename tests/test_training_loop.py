@@ -1,0 +1,203 @@
+"""The shared training loop: config, data windows, one step, exact resume, evaluation."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from edge_cm.errors import DataError
+from training import dataset as ds
+from training.config import TrainConfig, load_config
+from training.evaluate import ScoredSet, compute_metrics, evaluate, plot_det, plot_histogram
+from training.train import ClassificationLoss, Trainer, inverse_frequency_weights, load_checkpoint, prepare, run
+
+
+@pytest.fixture(scope="module")
+def toy_manifest(tmp_path_factory, bonafide_dir):
+    """Real bona fide clips + espeak-ng / flite speech: 4 files per class and system and split."""
+    from training.toy_corpus import build_toy_corpus
+
+    return build_toy_corpus(bonafide_dir / "manifest.csv", tmp_path_factory.mktemp("toy"), per_split=4)
+
+
+def toy_config(manifest, **changes) -> TrainConfig:
+    cfg = TrainConfig(architecture="efficientcnn_small_mt", manifest=str(manifest), batch_size=4, max_epochs=3,
+                      num_workers=0, norm_stats_windows=8, progress=False, seed=3)
+    return replace(cfg, **changes)
+
+
+def test_fit_window_loops_short_and_crops_long_audio():
+    short = np.arange(5, dtype=np.float32)
+    assert ds.fit_window(short, 12, None).tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+    long = np.arange(100, dtype=np.float32)
+    centre = ds.fit_window(long, 10, None)
+    assert centre.tolist() == list(range(45, 55))
+    rng = np.random.default_rng(1)
+    offsets = {int(ds.fit_window(long, 10, rng)[0]) for _ in range(50)}
+    assert len(offsets) > 10 and min(offsets) >= 0 and max(offsets) <= 90
+
+
+def test_inverse_frequency_weights():
+    w = inverse_frequency_weights(np.array([0, 0, 0, 1]), 2)
+    torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))
+    # Weighted, each class contributes equally to the loss.
+    assert float(w[0] * 3) == pytest.approx(float(w[1] * 1))
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("architecture: efficientcnn_small\nmanifest: data/m.csv\nbatch_size: 16\n"
+                        "augment:\n  noise_prob: 0.5\n  noise_snr_db: [0, 10]\n")
+    cfg = load_config(cfg_path)
+    assert cfg.manifest == str((tmp_path / "data" / "m.csv").resolve())
+    assert cfg.augment.noise_snr_db == (0, 10) and cfg.augment.build() is not None
+    cfg.save(tmp_path / "copy.yaml")
+    assert load_config(tmp_path / "copy.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("architecture: x\nmanifest: m.csv\nbatch_sise: 3\n")
+    with pytest.raises(DataError, match=r"bad\.yaml.*batch_sise"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "broken.yaml").write_text("architecture: [x\n")
+    with pytest.raises(DataError, match=r"broken\.yaml:\d"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_dataset_windows_are_deterministic_per_epoch(toy_manifest):
+    cfg = toy_config(toy_manifest)
+    prep = prepare(cfg)
+    spec = prep.train_set.spec
+    assert spec.normalization == "global" and len(spec.norm_mean) == 865
+    item = prep.train_set[(0, 0)]
+    assert item["features"].shape == (1, 865, 390)
+    torch.testing.assert_close(prep.train_set[(0, 0)]["features"], item["features"])
+    # The sources: none + the two training systems; the held-out dev system has no class.
+    assert prep.meta["systems"] == ["none", "espeak_en", "flite_kal"]
+    held_out = next(i for i, r in enumerate(prep.val_set.rows) if r.system == "espeak_f3")
+    assert prep.val_set[held_out]["source"] == ds.IGNORE_INDEX
+    # A long clip gets a different crop in another epoch.
+    long_idx = next(i for i, r in enumerate(prep.train_set.rows) if (r.seconds or 0) > 4.5)
+    assert not np.array_equal(prep.train_set.window(long_idx, 0), prep.train_set.window(long_idx, 1))
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    from training.models.efficientcnn import EfficientCNN
+
+    model = EfficientCNN("small", n_sources=3, n_bins=200, n_frames=200)
+    x = torch.randn(8, 1, 200, 200)
+    batch = {"features": x, "label": torch.tensor([0, 1] * 4), "source": torch.tensor([0, 1, 0, 2] * 2)}
+    loss_fn = ClassificationLoss(torch.tensor([1.0, 1.0]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss_now() -> float:
+        torch.manual_seed(123)  # same dropout masks before and after
+        with torch.no_grad():
+            return float(loss_fn(model(x), batch)[0])
+
+    model.train()
+    before = loss_now()
+    opt.zero_grad()
+    loss_fn(model(x), batch)[0].backward()
+    opt.step()
+    assert loss_now() < before
+
+
+def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, max_epochs=2)
+    # Run A: 2 steps, checkpoint, then on through an epoch boundary (validation + scheduler) to step 5.
+    a = run(cfg, tmp_path / "a", max_steps=2)
+    assert a.state.global_step == 2 and a.state.batch == 2
+    a.fit(max_steps=5)
+    # Run B: the same 2 steps, then fresh objects resume from its step-2 last.pt to step 5.
+    b_dir = tmp_path / "b"
+    b = run(cfg, b_dir, max_steps=2)
+    b_resumed = run(cfg, b_dir, resume=True, max_steps=5)
+    assert b_resumed is not b and b_resumed.state.global_step == 5
+    assert b_resumed.state.epoch == a.state.epoch and b_resumed.state.batch == a.state.batch
+    for (name, pa), pb in zip(a.model.state_dict().items(), b_resumed.model.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    def no_time(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert len(a.state.history) == 1 and no_time(a.state.history) == no_time(b_resumed.state.history)
+    assert b.state.global_step == 2
+
+
+def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small")
+    a = run(cfg, tmp_path / "a", max_steps=2)
+    rng_a = torch.get_rng_state()  # one process, one global RNG: keep A's for A's next step
+    fresh = prepare(cfg, feature_spec=a.train_set.spec, systems=a.meta["systems"])
+    b = Trainer(cfg, fresh.model, fresh.train_set, fresh.val_set, tmp_path / "a", meta=fresh.meta)
+    next_a = next(iter(a.train_loader(a.state.epoch, a.state.batch)))
+    torch.set_rng_state(rng_a)
+    loss_a = a.train_step(next_a)
+    b.load(tmp_path / "a" / "last.pt")  # everything B knows comes from the file
+    next_b = next(iter(b.train_loader(b.state.epoch, b.state.batch)))
+    assert torch.equal(next_a["index"], next_b["index"])
+    assert b.train_step(next_b) == loss_a
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, max_epochs=2, num_workers=2)
+    trainer = run(cfg, tmp_path / "run")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "metrics.csv", "best.pt", "last.pt"} <= files
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + trainer.state.epoch == 3
+    model, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["feature_spec"].normalization == "global"
+    assert meta["classes"] == ["bonafide", "spoof"] and meta["systems"][0] == "none"
+    with torch.no_grad():
+        logits, _ = model(torch.zeros(1, 1, 865, 390))
+    assert logits.shape == (1, 2)
+    rows = [r for r in ds.read_rows(toy_manifest) if r.split == "dev"]
+    result = evaluate(tmp_path / "run" / "best.pt", rows, tmp_path / "eval")
+    assert set(result["systems"]) == {"espeak_en", "flite_kal", "espeak_f3"}
+    assert 0.0 <= result["pooled"]["eer"] <= 1.0
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["pooled"]["eer"] == result["pooled"]["eer"]
+    scores = (tmp_path / "eval" / "scores.csv").read_text().splitlines()
+    assert len(scores) == 1 + len(rows)
+    for png in ("det.png", "hist.png"):
+        assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def brute_force_eer(bona: np.ndarray, spoof: np.ndarray) -> float:
+    """EER by sweeping every threshold: the point where FRR and FAR are closest."""
+    best = (2.0, 0.0)
+    for t in np.concatenate([[-np.inf], np.sort(np.concatenate([bona, spoof]))]):
+        frr, far = np.mean(bona <= t) if np.isfinite(t) else 0.0, np.mean(spoof > t) if np.isfinite(t) else 1.0
+        if abs(frr - far) < best[0]:
+            best = (abs(frr - far), (frr + far) / 2)
+    return best[1]
+
+
+def test_metrics_on_a_synthetic_scored_set(tmp_path):
+    rng = np.random.default_rng(0)
+    bona = rng.normal(2.0, 1.0, 200)
+    easy = rng.normal(-6.0, 0.5, 100)  # well apart from bona fide
+    hard = rng.normal(1.5, 1.0, 100)   # overlaps bona fide
+    scored = ScoredSet(np.concatenate([bona, easy, hard]), np.array([0] * 200 + [1] * 200),
+                       ["bonafide"] * 200 + ["easy"] * 100 + ["hard"] * 100, [f"f{i}" for i in range(400)])
+    m = compute_metrics(scored)
+    assert m["systems"]["easy"]["eer"] == 0.0 and m["systems"]["easy"]["auc"] == 1.0
+    assert m["systems"]["hard"]["eer"] == pytest.approx(brute_force_eer(bona, hard), abs=1 / 200)
+    assert m["systems"]["hard"]["eer"] > 0.2
+    assert m["pooled"]["eer"] == pytest.approx(brute_force_eer(bona, np.concatenate([easy, hard])), abs=1 / 200)
+    assert 0.5 < m["macro_f1_at_eer"] < 1.0
+    assert "min_tdcf" not in m
+    asv = {"target": rng.normal(3, 1, 100), "nontarget": rng.normal(-3, 1, 100), "spoof": rng.normal(1, 1, 100)}
+    with_asv = compute_metrics(scored, asv)
+    assert with_asv["min_tdcf"] is not None and 0 < with_asv["min_tdcf"] <= 1.0
+    plot_det(scored, tmp_path / "det.png")
+    plot_histogram(scored, tmp_path / "hist.png")
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(tmp_path / "det.png").shape[0] > 100
+    assert mpimg.imread(tmp_path / "hist.png").shape[1] > 100

@@ -1,0 +1,172 @@
+"""The paper's ablation (Tables 1 and 2) on a budget.
+
+Teacher rows: NLL only (no GE2E); GE2E + NLL with no / static / active AEG.
+Student rows: labels only (no KD, no AEG); KD from the GE2E + active-AEG teacher
+with no / static / active AEG. Every row reports the EER on the test split and the
+EER when every test spoof is BIM-perturbed against that very model to lower its
+spoof score (robustness), plus its training and evaluation time.
+
+``--budget`` picks a preset (``tiny`` runs end to end in minutes on 2 CPU cores,
+``small`` in about an hour, ``paper`` uses the paper's settings); any single knob
+can be overridden (``--epochs``, ``--max-per-class``...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .bim import BIMConfig
+
+BUDGETS: dict[str, dict] = {
+    "tiny": dict(epochs=1, ge2e_steps=2, speakers=3, utterances=2, crop_seconds=1.0, max_per_class=3,
+                 eval_per_class=2, window_seconds=1.0, adversarial_pairs=4, batch_size=4),
+    "small": dict(epochs=3, ge2e_steps=40, speakers=7, utterances=4, crop_seconds=2.0, max_per_class=40,
+                  eval_per_class=40, window_seconds=2.0, adversarial_pairs=24, batch_size=8),
+    "paper": dict(epochs=10, ge2e_steps=500, speakers=7, utterances=10, crop_seconds=2.0, max_per_class=None,
+                  eval_per_class=None, window_seconds=4.0, adversarial_pairs=256, batch_size=16),
+}
+
+
+@dataclass
+class Budget:
+    """How much of the recipe a run affords (seconds of audio, counts of clips and steps)."""
+
+    epochs: int
+    ge2e_steps: int
+    speakers: int
+    utterances: int
+    crop_seconds: float
+    max_per_class: int | None
+    eval_per_class: int | None
+    window_seconds: float
+    adversarial_pairs: int
+    batch_size: int
+
+
+@dataclass
+class AblationConfig:
+    bonafide_manifest: Path
+    spoof_manifest: Path
+    out: Path
+    budget: Budget
+    bim: BIMConfig = BIMConfig()
+    augment: bool = True
+    robust: bool = True
+    seed: int = 0
+
+
+TEACHER_ROWS = (("nll_only", None, "none"), ("ge2e_nll", "ge2e", "none"), ("ge2e_nll_static_aeg", "ge2e", "static"),
+                ("ge2e_nll_active_aeg", "ge2e", "active"))
+STUDENT_ROWS = (("student_no_kd", False, "none"), ("student_kd", True, "none"), ("student_kd_static_aeg", True, "static"),
+                ("student_kd_active_aeg", True, "active"))
+KD_TEACHER = "ge2e_nll_active_aeg"
+
+
+def run(config: AblationConfig) -> dict:
+    """Run every row, write ``results.json`` and ``results.md`` to ``config.out``; return the results."""
+    from training.models import registry
+
+    from . import pipeline
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    b = config.budget
+    data = pipeline.DataConfig(bonafide_manifest=config.bonafide_manifest, spoof_manifest=config.spoof_manifest,
+                               window_seconds=b.window_seconds, max_per_class=b.max_per_class, seed=config.seed)
+    common = dict(adversarial_pairs=b.adversarial_pairs, bim=config.bim, epochs=b.epochs, batch_size=b.batch_size,
+                  augment=config.augment)
+    results: dict = {"config": pipeline._jsonable(asdict(config)), "rows": [], "timings": {}}
+    t0 = time.perf_counter()
+    ge2e = pipeline.pretrain(pipeline.PretrainConfig(
+        bonafide_manifest=config.bonafide_manifest, out=out / "ge2e.pt", speakers=b.speakers,
+        utterances=b.utterances, crop_seconds=b.crop_seconds, steps=b.ge2e_steps, seed=config.seed))
+    results["timings"]["ge2e_pretrain_s"] = time.perf_counter() - t0
+
+    def record(name: str, table: str, ckpt: Path) -> None:
+        model, saved = pipeline.load_checkpoint(ckpt)
+        ev = pipeline.evaluate(model, data, "test", b.eval_per_class, config.robust, config.bim,
+                               batch_size=b.batch_size)
+        row = {"table": table, "row": name, "eer": ev.eer, "eer_bim": ev.eer_bim, "n_bonafide": ev.n_bonafide,
+               "n_spoof": ev.n_spoof, "params": registry.count_params(model),
+               "train_s": saved["extra"].get("seconds"), "eval_s": ev.seconds,
+               "final_train_loss": saved["history"][-1]["loss"] if saved["history"] else None,
+               "adversarial_examples": saved["history"][-1].get("adversarial") if saved["history"] else None}
+        results["rows"].append(row)
+        pipeline._log(f"ablation {table}/{name}: EER {ev.eer:.3f} EER(BIM) "
+                      f"{'-' if ev.eer_bim is None else f'{ev.eer_bim:.3f}'} train {row['train_s']:.0f} s")
+        _write(out, results)
+
+    for name, init, aeg in TEACHER_ROWS:
+        ckpt = pipeline.finetune(pipeline.FinetuneConfig(
+            data=data, out=out / f"{name}.pt", init=ge2e if init else None, aeg=aeg, **common))
+        record(name, "teacher", ckpt)
+    for name, use_kd, aeg in STUDENT_ROWS:
+        ckpt = pipeline.distill(pipeline.DistillConfig(
+            data=data, out=out / f"{name}.pt", teacher=out / f"{KD_TEACHER}.pt" if use_kd else None,
+            static_from=ge2e if aeg == "static" else None, use_kd=use_kd, aeg=aeg, **common))
+        record(name, "student", ckpt)
+    results["timings"]["total_s"] = time.perf_counter() - t0
+    _write(out, results)
+    return results
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(results: dict) -> str:
+    b = results["config"]["budget"]
+    lines = [f"ResNetSE ablation (budget: {json.dumps(b)})", "",
+             "| table | row | EER | EER under BIM | bona fide / spoof | params | train s | eval s |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['table']} | {r['row']} | {_fmt(r['eer'])} | {_fmt(r['eer_bim'])} | "
+                     f"{r['n_bonafide']} / {r['n_spoof']} | {r['params']} | {_fmt(r['train_s'])} | {_fmt(r['eval_s'])} |")
+    t = results.get("timings", {})
+    lines += ["", f"GE2E pre-training: {_fmt(t.get('ge2e_pretrain_s'))} s; total: {_fmt(t.get('total_s'))} s"]
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, results: dict) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown(results))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bonafide-manifest", type=Path, required=True, help="shared bona fide manifest.csv")
+    p.add_argument("--spoof-manifest", type=Path, required=True, help="spoof corpus manifest with train/test splits")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoints and results.{json,md}")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="tiny", help="preset; single knobs below override it")
+    for key in ("epochs", "ge2e_steps", "speakers", "utterances", "max_per_class", "eval_per_class",
+                "adversarial_pairs", "batch_size"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=int)
+    for key in ("crop_seconds", "window_seconds"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=float)
+    p.add_argument("--bim-alpha", type=float, default=3.0, help="BIM step on the 16-bit sample scale")
+    p.add_argument("--bim-steps", type=int, default=5)
+    p.add_argument("--bim-epsilon", type=float, help="||D||_inf bound on the 16-bit scale (default steps*alpha)")
+    p.add_argument("--bim-threshold", type=float, default=0.4,
+                   help="keep W2+D when the final cosine is <= this (1.0 keeps every attacked pair)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-robust", action="store_true", help="skip the EER under BIM")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+
+
+def run_from_args(args: argparse.Namespace) -> Path:
+    budget = Budget(**BUDGETS[args.budget])
+    overrides = {k: getattr(args, k) for k in asdict(budget) if getattr(args, k, None) is not None}
+    budget = replace(budget, **overrides)
+    bim = BIMConfig(alpha_int16=args.bim_alpha, steps=args.bim_steps, epsilon_int16=args.bim_epsilon,
+                    threshold=args.bim_threshold)
+    config = AblationConfig(bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,
+                            out=args.out, budget=budget, bim=bim, augment=not args.no_augment,
+                            robust=not args.no_robust, seed=args.seed)
+    results = run(config)
+    print(markdown(results))
+    return Path(args.out) / "results.json"
