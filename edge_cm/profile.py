@@ -79,26 +79,30 @@ def _machine() -> dict:
             "python": platform.python_version()}
 
 
-def target_fit(stats: dict, targets: dict) -> dict:
+def target_fit(stats: dict, targets: dict, measured_arena: dict | None = None) -> dict:
     """Does each model file fit each deployment target, and an *estimated* time per window.
 
     ``stats`` needs ``macs`` (multiply-accumulates per window), ``file_sizes`` ({"fmt/precision":
     bytes}) and ``activation_bytes`` ({"float32": bytes, "int8": bytes}, the tensor-arena estimate).
     A model fits when its file fits the target's flash (or storage) budget and its arena the RAM
     budget. Time = MACs / the target's ``macs_per_second`` for that precision: an estimate from the
-    stated rate, not a measurement.
+    stated rate, not a measurement. ``measured_arena`` ({"tflite/int8": bytes}, from TensorFlow
+    Lite Micro) replaces the estimate for that model file.
     """
+    measured_arena = measured_arena or {}
     out = {}
     for tname, t in targets.items():
         rows = {}
         for key, size in stats["file_sizes"].items():
             precision = key.split("/")[1]
-            arena = int(stats["activation_bytes"][precision])
+            measured = measured_arena.get(key)
+            arena = int(measured if measured is not None else stats["activation_bytes"][precision])
             rate = float(t["macs_per_second"][precision])
             fits_flash = size <= int(t["flash_bytes"])
             fits_ram = arena <= int(t["ram_bytes"])
             rows[key] = {"file_bytes": int(size), "arena_bytes": arena, "fits_flash": fits_flash,
                          "fits_ram": fits_ram, "fits": fits_flash and fits_ram,
+                         "arena_source": "tflite-micro (measured)" if measured is not None else "estimate",
                          "estimated_ms_per_window": 1000.0 * float(stats["macs"]) / rate,
                          "estimate": True}
         out[tname] = rows
@@ -107,12 +111,14 @@ def target_fit(stats: dict, targets: dict) -> dict:
 
 def fit_markdown(fit: dict, targets: dict) -> str:
     """Markdown table of :func:`target_fit`."""
-    lines = ["| target | model | file | arena | fits flash | fits RAM | est. ms / window (from MAC rate) |",
+    lines = ["| target | model | file | arena (* = measured by TFLM) | fits flash | fits RAM | "
+             "est. ms / window (from MAC rate) |",
              "|---|---|---:|---:|:---:|:---:|---:|"]
     for tname, rows in fit.items():
         label = targets.get(tname, {}).get("label", tname)
         for key, r in rows.items():
-            lines.append(f"| {label} | {key} | {_kib(r['file_bytes'])} | {_kib(r['arena_bytes'])} | "
+            lines.append(f"| {label} | {key} | {_kib(r['file_bytes'])} | {_kib(r['arena_bytes'])}"
+                         f"{'*' if r.get('arena_source', '').startswith('tflite-micro') else ''} | "
                          f"{'yes' if r['fits_flash'] else 'no'} | {'yes' if r['fits_ram'] else 'no'} | "
                          f"{r['estimated_ms_per_window']:.1f} |")
     return "\n".join(lines)
@@ -134,9 +140,28 @@ def reprofile(bundle: Bundle | str | Path, targets: dict, *, repeats: int = 20, 
     out["file_sizes"] = sizes
     out["latency"] = latency_profile(bundle, repeats=repeats, threads=threads)
     if "macs" in stored and "activation_memory" in stored:
+        micro = stored.get("micro") or {}
+        measured = {"tflite/int8": micro["arena_bytes"]} if micro.get("arena_bytes") else None
         out["targets"] = target_fit({"macs": stored["macs"], "file_sizes": sizes,
-                                     "activation_bytes": stored["activation_memory"]["bytes"]}, targets)
+                                     "activation_bytes": stored["activation_memory"]["bytes"]}, targets, measured)
     else:
         out["targets"] = {}
         out["targets_note"] = "no MACs / activation estimate stored in this bundle (exported without a profile)"
     return out
+
+
+def load_default_targets() -> dict:
+    """The deployment targets of ``export/targets.json`` (installed with edge-cm), without the
+    ``_about`` note; {} if the file is not there. Reading it imports no torch."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("export")
+    if spec is None:
+        return {}
+    folders = [Path(spec.origin).parent] if spec.origin else []
+    folders += [Path(p) for p in (spec.submodule_search_locations or [])]
+    path = next((f / "targets.json" for f in folders if (f / "targets.json").is_file()), None)
+    if path is None:
+        return {}
+    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("_")}

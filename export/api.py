@@ -124,10 +124,12 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
     if out_dir.exists() and not overwrite:
         raise ExportError("output folder exists", path=out_dir, hint="remove it or pass overwrite=True (--force)")
     wants_int8 = any(FORMATS[f][1] == "int8" for f in formats)
+    has_calibration = calibration_windows is not None and len(calibration_windows) > 0
+    has_eval = eval_windows is not None and len(eval_windows) > 0
     if wants_int8:
-        if not calibration_windows:
+        if not has_calibration:
             raise ExportError("int8 export needs calibration windows", hint="pass --calibration MANIFEST")
-        if eval_windows is None or eval_labels is None or len(eval_windows) == 0:
+        if not has_eval or eval_labels is None:
             raise ExportError("int8 export needs a labelled evaluation set disjoint from the calibration set",
                               hint="pass --eval MANIFEST with bona fide and spoof clips")
     if eval_labels is not None and eval_windows is not None and len(eval_labels) != len(eval_windows):
@@ -148,8 +150,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                           f"(1, {len(classes)})", hint="the model must output logits over the classes for one window")
     layout = LAYOUT_WAVEFORM if spec.kind == "waveform" else LAYOUT_SPECTROGRAM
 
-    calib_inputs = window_inputs(spec, calibration_windows, window_samples) if calibration_windows else None
-    eval_inputs = window_inputs(spec, eval_windows, window_samples) if eval_windows is not None and len(eval_windows) else None
+    calib_inputs = window_inputs(spec, calibration_windows, window_samples) if has_calibration else None
+    eval_inputs = window_inputs(spec, eval_windows, window_samples) if has_eval else None
     if eval_inputs is not None:
         parity_inputs, parity_data = eval_inputs[:MAX_PARITY_WINDOWS], "evaluation windows (real audio)"
     elif calib_inputs is not None:
@@ -188,19 +190,21 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
 
                 export_tflite(model, example, path)
             elif fmt == "tflite-int8":
+                from .prepare import affine_standalone_batchnorm
                 from .tflite_export import export_tflite_int8
 
-                export_tflite_int8(model, example, iter(calib_inputs), path, per_channel=per_channel)
+                int8_model, _ = affine_standalone_batchnorm(model)
+                export_tflite_int8(int8_model, example, iter(calib_inputs), path, per_channel=per_channel)
             timings[fmt] = time.perf_counter() - t0
 
             if bformat == "onnx":
-                from .onnx_export import onnx_session, onnx_tensor_info, run_onnx
+                from .onnx_export import onnx_float_ops, onnx_session, onnx_tensor_info, run_onnx
 
                 tin, tout = onnx_tensor_info(path, layout)
                 runner = onnx_session(path)
                 run = lambda xs, r=runner: run_onnx(r, xs)  # noqa: E731
             else:
-                from .tflite_export import run_tflite, tflite_interpreter, tflite_tensor_info
+                from .tflite_export import run_tflite, tflite_float_ops, tflite_interpreter, tflite_tensor_info
 
                 tin, tout = tflite_tensor_info(path, layout)
                 runner = tflite_interpreter(path)
@@ -217,6 +221,7 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                                        data="evaluation windows (real audio), disjoint from calibration"
                                             + (f"; {data_note}" if data_note else ""),
                                        calibration_windows=len(calib_inputs), limits=limits)
+                gates[key]["float_ops"] = tflite_float_ops(path) if bformat == "tflite" else onnx_float_ops(path)
             files[fname] = path
             models.append(ModelFile(file=fname, format=bformat, precision=precision, sha256="", size_bytes=0,
                                     input=tin, output=tout))
@@ -228,19 +233,22 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                                         "int8_max_eer_increase_points": limits.int8_max_eer_increase_points,
                                         "int8_min_decision_agreement": limits.int8_min_decision_agreement},
                              "results": gates, "export_seconds": timings}
+        micro_result = None
+        if micro:
+            if "model_int8.tflite" not in files:
+                raise ExportError("--micro needs the tflite-int8 format")
+            from .micro import micro_check
+
+            micro_result = micro_check(files["model_int8.tflite"], parity_inputs)
         if profile:
             from edge_cm.bundle import Bundle as _Bundle
 
             from .profile import profile_bundle
 
             meta.profile = profile_bundle(model, _Bundle(path=tmp, meta=meta), repeats=profile_repeats,
-                                          example=example)
-        if micro:
-            if "model_int8.tflite" not in files:
-                raise ExportError("--micro needs the tflite-int8 format")
-            from .micro import micro_check
-
-            meta.profile["micro"] = micro_check(files["model_int8.tflite"], parity_inputs)
+                                          example=example, micro=micro_result)
+        elif micro_result:
+            meta.profile = {"micro": micro_result}
         bundle = write_bundle(out_dir, meta, {k: str(v) for k, v in files.items()}, overwrite=overwrite)
     if c_array_dir is not None:
         from .c_array import write_c_array

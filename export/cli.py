@@ -50,6 +50,12 @@ def _export_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _deployable(model):
+    """The inference graph of a training model: multi-task models drop their source head."""
+    export_module = getattr(model, "export_module", None)
+    return export_module().eval() if callable(export_module) else model
+
+
 def _load_model(args):
     """(model, spec, architecture, metadata) from --checkpoint, --config or --program."""
     from edge_cm.features import FeatureSpec
@@ -58,6 +64,7 @@ def _load_model(args):
         from training.train import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
+        model = _deployable(model)
         extra = {"training_data": {"checkpoint": str(args.checkpoint),
                                    "manifest": getattr(meta.get("config"), "manifest", "")},
                  "metrics": meta.get("metrics") or {}}
@@ -69,7 +76,7 @@ def _load_model(args):
 
         cfg = load_config(args.config)
         arch = registry.get(cfg.architecture)
-        model = registry.build(cfg.architecture, **cfg.model_args).eval()
+        model = _deployable(registry.build(cfg.architecture, **cfg.model_args).eval())
         spec = arch.feature_spec()
         if arch.needs_global_stats:
             import numpy as np

@@ -114,3 +114,23 @@ def run_onnx(path_or_session, inputs: np.ndarray) -> np.ndarray:
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
     return np.stack([sess.run([out.name], {inp.name: np.asarray(x, dtype=np.float32)})[0].reshape(-1)
                      for x in inputs])
+
+
+_QDQ_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                 "Shape", "Gather", "Concat", "Constant", "Identity"}
+
+
+def onnx_float_ops(path: str | Path) -> list[str]:
+    """Compute ops of a QDQ model whose activation input is not the output of a DequantizeLinear,
+    i.e. that onnxruntime will run in float32 (layout ops are not counted)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    found = []
+    for n in graph.node:
+        if n.op_type in _QDQ_PLUMBING or not n.input:
+            continue
+        if producer.get(n.input[0]) != "DequantizeLinear":
+            found.append(n.op_type)
+    return found

@@ -31,7 +31,11 @@ _VIEW_OPS = {"view", "reshape", "_unsafe_view", "alias", "squeeze", "unsqueeze",
 
 def load_targets(path: str | Path | None = None) -> dict:
     """Deployment targets (export/targets.json unless ``path``), without the ``_about`` note."""
-    text = Path(path or Path(__file__).with_name("targets.json")).read_text(encoding="utf-8")
+    if path is None:
+        from edge_cm.profile import load_default_targets
+
+        return load_default_targets()
+    text = Path(path).read_text(encoding="utf-8")
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
@@ -40,32 +44,34 @@ def count_parameters(model) -> int:
 
 
 def count_macs(model, example) -> int:
-    """Conv + linear MACs for one forward pass on ``example`` (see module docstring)."""
+    """Conv + linear MACs for one forward pass on ``example`` (see module docstring).
+
+    Counted on the ``torch.export`` graph, so it works for plain modules and for
+    modules loaded from an exported program alike.
+    """
     import torch
-    import torch.nn as nn
 
-    total = [0]
-
-    def conv_hook(mod, inp, out):
-        k = int(np.prod(mod.kernel_size))
-        total[0] += int(out.numel()) * (mod.in_channels // mod.groups) * k
-
-    def linear_hook(mod, inp, out):
-        total[0] += int(out.numel()) * mod.in_features
-
-    handles = []
-    for mod in model.modules():
-        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            handles.append(mod.register_forward_hook(conv_hook))
-        elif isinstance(mod, nn.Linear):
-            handles.append(mod.register_forward_hook(linear_hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
+    ep = torch.export.export(eval_mode(model), (example,))
+    aten = torch.ops.aten
+    convs = {aten.convolution.default, aten.conv1d.default, aten.conv2d.default, aten.conv3d.default,
+             getattr(aten, "_convolution").default}
+    total = 0
+    for n in ep.graph.nodes:
+        if n.op != "call_function":
+            continue
+        out = n.meta.get("val")
+        if not isinstance(out, torch.Tensor):
+            continue
+        if n.target in convs:
+            w = n.args[1].meta["val"]
+            total += int(out.numel()) * int(np.prod(w.shape[1:]))  # w: (out_ch, in_ch/groups, *kernel)
+        elif n.target == aten.linear.default:
+            w = n.args[1].meta["val"]
+            total += int(out.numel()) * int(w.shape[1])
+        elif n.target in (aten.mm.default, aten.addmm.default, aten.bmm.default, aten.matmul.default):
+            a = n.args[-2].meta["val"] if n.target == aten.addmm.default else n.args[0].meta["val"]
+            total += int(out.numel()) * int(a.shape[-1])
+    return total
 
 
 def flop_counter_macs(model, example) -> int:
@@ -146,7 +152,7 @@ def model_stats(model, example) -> dict:
 
 
 def profile_bundle(model, bundle: Bundle, *, repeats: int = 20, targets: dict | None = None,
-                   example=None) -> dict:
+                   example=None, micro: dict | None = None) -> dict:
     """The full profile stored in bundle metadata ``profile`` (needs the model files in ``bundle.path``)."""
     import torch
 
@@ -158,10 +164,12 @@ def profile_bundle(model, bundle: Bundle, *, repeats: int = 20, targets: dict | 
     stats = model_stats(model, example)
     sizes = {f"{m.format}/{m.precision}": int((bundle.path / m.file).stat().st_size) for m in meta.models}
     targets = targets if targets is not None else load_targets()
+    measured = {"tflite/int8": micro["arena_bytes"]} if micro and micro.get("arena_bytes") else None
     fit = target_fit({"macs": stats["macs"], "file_sizes": sizes,
-                      "activation_bytes": stats["activation_memory"]["bytes"]}, targets)
+                      "activation_bytes": stats["activation_memory"]["bytes"]}, targets, measured)
     latency = latency_profile(bundle, repeats=repeats, threads=1)
-    return {**stats, "file_sizes": sizes, "latency": latency, "targets": fit,
+    extra = {"micro": micro} if micro else {}
+    return {**stats, **extra, "file_sizes": sizes, "latency": latency, "targets": fit,
             "targets_note": "fit: file <= flash/storage budget and arena estimate <= RAM budget; "
                             "ms per window = MACs / assumed MAC rate (export/targets.json), an estimate"}
 
@@ -188,8 +196,9 @@ def profile_markdown(profile: dict, targets: dict | None = None) -> str:
               fit_markdown(profile["targets"], targets)]
     if profile.get("micro"):
         mi = profile["micro"]
-        lines += ["", f"TensorFlow Lite Micro: arena {mi['arena_bytes']:,} B; int8 outputs differ from LiteRT by at "
-                      f"most {mi['max_abs_diff_int8_lsb']} LSB on {mi['windows']} windows."]
+        lines += ["", f"TensorFlow Lite Micro: arena {mi['arena_bytes']:,} B; int8 outputs differ from LiteRT's reference "
+                      f"kernels by at most {mi['max_abs_diff_int8_lsb']} LSB (from its default XNNPACK kernels by "
+                      f"{mi.get('max_abs_diff_int8_lsb_vs_litert_default')} LSB) on {mi['windows']} windows."]
     return "\n".join(lines)
 
 

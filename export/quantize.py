@@ -55,9 +55,12 @@ def quantize_onnx_int8(float_model: str | Path, out_path: str | Path, calibratio
     reader = _WindowReader(inp.name, calibration, [int(d) for d in inp.shape])
     CalibrationDataReader.register(_WindowReader)
     pre = out_path.with_suffix(".pre.onnx")
+    root = logging.getLogger()
+    root_level = root.level
     try:
+        # onnxruntime.quantization logs per-tensor notes at INFO/WARNING through the root logger
+        root.setLevel(logging.ERROR)
         with contextlib.redirect_stdout(io.StringIO()):
-            logging.getLogger("root").setLevel(logging.ERROR)
             try:
                 # Shape inference + graph cleanup before quantisation, as onnxruntime recommends.
                 quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=True)
@@ -72,6 +75,7 @@ def quantize_onnx_int8(float_model: str | Path, out_path: str | Path, calibratio
         raise ExportError(f"ONNX int8 quantisation failed ({type(exc).__name__}: {str(exc)[:300]})",
                           path=float_model) from None
     finally:
+        root.setLevel(root_level)
         pre.unlink(missing_ok=True)
     if reader.count == 0:
         out_path.unlink(missing_ok=True)

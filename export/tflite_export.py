@@ -155,3 +155,21 @@ def run_tflite(path_or_interp, inputs: np.ndarray) -> np.ndarray:
             y = (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
         rows.append(np.asarray(y, dtype=np.float32).reshape(-1))
     return np.stack(rows)
+
+
+def tflite_float_ops(path: str | Path) -> list[str]:
+    """Ops of the model that compute in float32 (empty for a full-integer model).
+
+    An op counts as float when one of its activation inputs or outputs is a float32 tensor
+    (the int8 model's bias tensors are int32 and its weights int8, so they never count).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    found = []
+    for op in interp._get_ops_details():  # the public API has no per-op listing
+        tensors = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(dtypes.get(int(i)) == np.float32 for i in tensors):
+            found.append(str(op["op_name"]))
+    return found

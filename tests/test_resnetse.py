@@ -19,6 +19,15 @@ from training.resnetse.ge2e import GE2ELoss
 from training.resnetse.kd import KDConfig, kd_loss
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # -- GE2E ---------------------------------------------------------------------------------
 
 def _ge2e_by_hand(e: np.ndarray, w: float, b: float) -> float:
@@ -160,7 +169,8 @@ def test_any_input_length_gives_one_logit_vector_per_item():
 def test_classes_and_family_mapping():
     assert CLASSES[0] == "bonafide" and CLASSES[-1] == "adversarial" and len(CLASSES) == 8
     expected = {"tts_espeak_en": "tts_formant", "tts_festival_kal": "tts_concatenative",
-                "tts_flite_slt": "tts_concatenative", "tts_piper_lessac": "tts_neural", "voc_world": "vocoder_source_filter",
+                "tts_flite_slt": "tts_concatenative", "tts_piper_lessac": "tts_neural",
+                "voc_world": "vocoder_source_filter",
                 "voc_mlsa": "vocoder_source_filter", "voc_lpc": "vocoder_source_filter",
                 "voc_griffinlim": "vocoder_spectrogram", "voc_hifigan": "vocoder_spectrogram",
                 "codec_lyra_3200": "codec_neural"}
@@ -225,3 +235,21 @@ def test_stages_run_end_to_end_on_a_toy_corpus(tmp_path, bonafide_dir):
     result = pipeline.evaluate(model, data, split="dev", max_per_class=2, batch_size=4)
     assert 0.0 <= result.eer <= 1.0 and 0.0 <= result.eer_bim <= 1.0
     assert result.n_bonafide == 2 and result.n_spoof == 4  # 2 per family: tts_formant, tts_concatenative
+
+
+def test_corpus_bonafide_copies_win_over_the_shared_clips(tmp_path, bonafide_dir, bonafide_rows):
+    from training.resnetse.data import classification_clips
+
+    corpus = tmp_path / "manifest.csv"
+    corpus.write_text("path,label,speaker,system,family,split\n"
+                      "bonafide/a.flac,bonafide,spk1,-,bonafide,train\n"
+                      "spoof/b.flac,spoof,,voc_lpc,vocoder,train\n"
+                      "spoof/c.flac,spoof,,tts_piper_joe,tts,test\n")
+    bona, spoofs = classification_clips(bonafide_dir / "manifest.csv", corpus, ("train",))
+    assert [c.path for c in bona] == [tmp_path / "bonafide" / "a.flac"] and bona[0].speaker == "spk1"
+    assert [(c.path.name, CLASSES[c.label]) for c in spoofs] == [("b.flac", "vocoder_source_filter")]
+    only_spoofs = tmp_path / "spoofs.csv"
+    only_spoofs.write_text("path,label,system,family,split\nspoof/b.flac,spoof,voc_lpc,vocoder,train\n")
+    bona, _ = classification_clips(bonafide_dir / "manifest.csv", only_spoofs, ("train",))
+    assert len(bona) == sum(r["split"] == "train" for r in bonafide_rows) > 0
+    assert all(c.path.is_file() for c in bona[:3])

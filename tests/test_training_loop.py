@@ -25,7 +25,7 @@ def toy_manifest(tmp_path_factory, bonafide_dir):
 
 def toy_config(manifest, **changes) -> TrainConfig:
     cfg = TrainConfig(architecture="efficientcnn_small_mt", manifest=str(manifest), batch_size=4, max_epochs=3,
-                      num_workers=0, norm_stats_windows=8, progress=False, seed=3)
+                      num_workers=0, norm_stats_windows=8, max_val_files=8, progress=False, seed=3)
     return replace(cfg, **changes)
 
 
@@ -64,6 +64,36 @@ def test_config_round_trip_and_errors(tmp_path):
         load_config(tmp_path / "broken.yaml")
 
 
+def test_shipped_configs_load_and_name_registered_architectures(toy_manifest):
+    from pathlib import Path
+
+    from training.models import registry
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*efficientcnn*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        cfg = load_config(path, manifest=str(toy_manifest))
+        assert registry.get(cfg.architecture).name == cfg.architecture
+
+
+def test_augmentation_changes_training_windows_only(toy_manifest):
+    from training.config import AugmentConfig
+
+    cfg = toy_config(toy_manifest, augment=AugmentConfig(noise_prob=1.0, noise_snr_db=(0.0, 5.0)))
+    plain = toy_config(toy_manifest)
+    rows = [r for r in ds.read_rows(toy_manifest) if r.split == "train"][:2]
+    from edge_cm.features import efficientcnn_spec
+
+    noisy = ds.WindowDataset(rows, efficientcnn_spec(), train=True, seed=1, augment=cfg.augment.build())
+    clean = ds.WindowDataset(rows, efficientcnn_spec(), train=True, seed=1, augment=plain.augment.build())
+    a, b = noisy.window(0, 0), clean.window(0, 0)
+    assert a.shape == b.shape == (64000,)
+    snr = 10 * np.log10(np.sum(b.astype(np.float64) ** 2) / np.sum((a - b).astype(np.float64) ** 2))
+    assert -1.0 < snr < 6.0  # noise at 0-5 dB SNR was added
+    evaluation = ds.WindowDataset(rows, efficientcnn_spec(), train=False, augment=cfg.augment.build())
+    assert evaluation.augment is None
+
+
 def test_dataset_windows_are_deterministic_per_epoch(toy_manifest):
     cfg = toy_config(toy_manifest)
     prep = prepare(cfg)
@@ -86,8 +116,8 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
     from training.models.efficientcnn import EfficientCNN
 
     model = EfficientCNN("small", n_sources=3, n_bins=200, n_frames=200)
-    x = torch.randn(8, 1, 200, 200)
-    batch = {"features": x, "label": torch.tensor([0, 1] * 4), "source": torch.tensor([0, 1, 0, 2] * 2)}
+    x = torch.randn(4, 1, 200, 200)
+    batch = {"features": x, "label": torch.tensor([0, 1] * 2), "source": torch.tensor([0, 1, 0, 2])}
     loss_fn = ClassificationLoss(torch.tensor([1.0, 1.0]))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -105,16 +135,16 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
 
 
 def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
-    cfg = toy_config(toy_manifest, max_epochs=2)
-    # Run A: 2 steps, checkpoint, then on through an epoch boundary (validation + scheduler) to step 5.
-    a = run(cfg, tmp_path / "a", max_steps=2)
-    assert a.state.global_step == 2 and a.state.batch == 2
-    a.fit(max_steps=5)
-    # Run B: the same 2 steps, then fresh objects resume from its step-2 last.pt to step 5.
+    cfg = toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2)
+    # Run A: 1 step, checkpoint, then on through an epoch boundary (validation + scheduler) to step 3.
+    a = run(cfg, tmp_path / "a", max_steps=1)
+    assert a.state.global_step == 1 and a.state.batch == 1
+    a.fit(max_steps=3)
+    # Run B: the same step, then fresh objects resume from its step-1 last.pt to step 3.
     b_dir = tmp_path / "b"
-    b = run(cfg, b_dir, max_steps=2)
-    b_resumed = run(cfg, b_dir, resume=True, max_steps=5)
-    assert b_resumed is not b and b_resumed.state.global_step == 5
+    b = run(cfg, b_dir, max_steps=1)
+    b_resumed = run(cfg, b_dir, resume=True, max_steps=3)
+    assert b_resumed is not b and b_resumed.state.global_step == 3
     assert b_resumed.state.epoch == a.state.epoch and b_resumed.state.batch == a.state.batch
     for (name, pa), pb in zip(a.model.state_dict().items(), b_resumed.model.state_dict().values()):
         assert torch.equal(pa, pb), name
@@ -122,7 +152,7 @@ def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
     assert len(a.state.history) == 1 and no_time(a.state.history) == no_time(b_resumed.state.history)
-    assert b.state.global_step == 2
+    assert b.state.global_step == 1
 
 
 def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path):
@@ -142,22 +172,29 @@ def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path):
         assert torch.equal(pa, pb)
 
 
-def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, tmp_path):
-    cfg = toy_config(toy_manifest, max_epochs=2, num_workers=2)
-    trainer = run(cfg, tmp_path / "run")
-    files = {p.name for p in (tmp_path / "run").iterdir()}
+@pytest.fixture(scope="module")
+def trained_run(toy_manifest, tmp_path_factory):
+    """A 2-epoch run with DataLoader worker processes: (config, trainer, run folder)."""
+    cfg = toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2, num_workers=2)
+    out = tmp_path_factory.mktemp("run") / "run"
+    return cfg, run(cfg, out), out
+
+
+def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, trained_run, tmp_path):
+    cfg, trainer, run_dir = trained_run
+    files = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "metrics.csv", "best.pt", "last.pt"} <= files
-    assert load_config(tmp_path / "run" / "config.yaml") == cfg
-    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert load_config(run_dir / "config.yaml") == cfg
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + trainer.state.epoch == 3
-    model, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, meta = load_checkpoint(run_dir / "best.pt")
     assert meta["feature_spec"].normalization == "global"
     assert meta["classes"] == ["bonafide", "spoof"] and meta["systems"][0] == "none"
     with torch.no_grad():
         logits, _ = model(torch.zeros(1, 1, 865, 390))
     assert logits.shape == (1, 2)
     rows = [r for r in ds.read_rows(toy_manifest) if r.split == "dev"]
-    result = evaluate(tmp_path / "run" / "best.pt", rows, tmp_path / "eval")
+    result = evaluate(run_dir / "best.pt", rows, tmp_path / "eval")
     assert set(result["systems"]) == {"espeak_en", "flite_kal", "espeak_f3"}
     assert 0.0 <= result["pooled"]["eer"] <= 1.0
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -166,6 +203,28 @@ def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, tmp_path):
     assert len(scores) == 1 + len(rows)
     for png in ("det.png", "hist.png"):
         assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, trained_run, tmp_path):
+    from training.adapt import adapt, take_fraction
+
+    assert len(take_fraction(list(range(16)), 0.0625, 0)) == 1
+    assert take_fraction(list(range(16)), 0.25, 5) == sorted(take_fraction(list(range(16)), 0.25, 5))
+    _, trainer, run_dir = trained_run
+    rows = ds.read_rows(toy_manifest)
+    bona = [r for r in rows if r.is_bonafide]
+    held = [replace(r, split="train" if i % 2 else "dev")
+            for i, r in enumerate(r for r in rows if r.system == "espeak_f3")]
+    tuned = adapt(run_dir / "best.pt", bona, held, 0.5, tmp_path / "ft", max_epochs=1, batch_size=4,
+                  num_workers=0, progress=False)
+    n_train = sum(r.split == "train" for r in held)
+    assert sum(not r.is_bonafide for r in tuned.train_set.rows) == -(-n_train // 2)
+    assert tuned.train_set.spec == trainer.train_set.spec  # the checkpoint's normalisation
+    assert tuned.cfg.lr == pytest.approx(trainer.cfg.lr / 10)
+    scratch = adapt(run_dir / "best.pt", bona, held, 0.5, tmp_path / "sc", max_epochs=1, batch_size=4,
+                    num_workers=0, progress=False, scratch=True)
+    assert scratch.train_set.spec.norm_mean != trainer.train_set.spec.norm_mean  # recomputed
+    assert (tmp_path / "ft" / "best.pt").is_file() and (tmp_path / "sc" / "best.pt").is_file()
 
 
 def brute_force_eer(bona: np.ndarray, spoof: np.ndarray) -> float:

@@ -173,6 +173,8 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     data = dict(data or {})
     overrides = {k: v for k, v in overrides.items() if v is not None}
     data.update(overrides)
-    if "manifest" in data and not Path(str(data["manifest"])).is_absolute() and "manifest" not in overrides:
+    if not data.get("manifest"):
+        raise DataError("no manifest: set `manifest` in the config or pass --manifest", path=path)
+    if not Path(str(data["manifest"])).is_absolute() and "manifest" not in overrides:
         data["manifest"] = str((path.parent / str(data["manifest"])).resolve())
     return TrainConfig.from_dict(data, source=path)

@@ -32,10 +32,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-channel-match", action="store_true", help="leave TTS output on a clean channel")
     b.add_argument("--no-progress", action="store_true")
     sub.add_parser("systems", help="list systems, their family, split and availability")
+    sub.add_parser("check", help="flag trivial cues that separate bona fide from spoof (training.shortcuts)",
+                   add_help=False)
     return p
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "check":
+        # the shortcut check lives in training.shortcuts; it is a corpus action for the user
+        from training.shortcuts import check_main
+
+        return check_main(argv[1:])
     args = parser().parse_args(argv)
     if args.action == "systems":
         from .splits import system_split

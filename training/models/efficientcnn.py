@@ -38,14 +38,15 @@ prints ours beside the paper's):
   13 x 6 map (78 positions), and with 62 hidden units our counts are within 0.8 %
   (10,562 / 21,640 / 46,280 vs 10,580 / 21,794 / 46,610). The fit is ours, not the paper's
   statement; ``hidden`` and ``padding`` are constructor arguments.
-* multi-task head: ``(hidden + 1) * n_sources`` parameters (e.g. 78 x 3 = 234 for a
-  plain model with 3 sources); the paper's fixed 231 is 33 x 7, a 32-unit hidden layer with
-  7 sources (ASVspoof 2019 LA: 6 systems + bona fide), which its other figures do not fit,
-  so we keep the fitted widths.
+* multi-task head: ``(hidden + 1) * n_sources`` parameters: with 7 sources (ASVspoof 2019
+  LA train: 6 systems + ``none``) 78 x 7 = 546 (plain) or 63 x 7 = 441 (RES). The paper's
+  fixed 231 = 33 x 7 would be a 32-unit hidden layer, which its other counts do not fit,
+  so we keep the fitted widths; the head is dropped at export either way.
 
-Compute (``edge-cm-train describe``): conv + linear MACs, FLOPs = 2 x MACs. Our SMALL is
-about 13.7 MFLOPs and LARGE about 120 MFLOPs against the paper's ~9 and ~256 MFLOPs; the
-paper does not say how it counts, and no choice of convention reproduces both.
+Compute (``edge-cm-train describe``): conv + linear MACs, FLOPs = 2 x MACs. Our SMALL costs
+13.7 MFLOPs and LARGE 117.5 MFLOPs per 4-s window, against the paper's ~9 and ~256; the
+paper does not say how it counts, and no single convention reproduces both figures (the
+5x5 input conv at 433 x 195 alone is 2 x 4.2 M = 8.4 MFLOPs for SMALL).
 
 Weights: Xavier-normal for conv and linear weights, zero biases.
 """

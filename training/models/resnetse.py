@@ -30,8 +30,10 @@ from training.resnetse.families import CLASSES  # bonafide, six spoofing familie
 # (40 x 398 log-mel). The paper's input length for its MACs is assumed to be the same 4 s.
 # ``mflops`` = 2 x MACs, the unit ``describe`` prints.
 PAPER_FIGURES = {
-    "resnetse_teacher": {"params": 6.39e6, "macs": 4.62e9, "mflops": 2 * 4.62e3, "input": "40 x 398 log-mel (4 s), assumed"},
-    "resnetse_student": {"params": 1.44e6, "macs": 0.90e9, "mflops": 2 * 0.90e3, "input": "40 x 398 log-mel (4 s), assumed",
+    "resnetse_teacher": {"params": 6.39e6, "macs": 4.62e9, "mflops": 2 * 4.62e3,
+                         "input": "40 x 398 log-mel (4 s), assumed"},
+    "resnetse_student": {"params": 1.44e6, "macs": 0.90e9, "mflops": 2 * 0.90e3,
+                         "input": "40 x 398 log-mel (4 s), assumed",
                          "params_vs_teacher": 0.225, "macs_vs_teacher": 0.211},
 }
 

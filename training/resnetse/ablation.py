@@ -60,7 +60,8 @@ class AblationConfig:
 
 TEACHER_ROWS = (("nll_only", None, "none"), ("ge2e_nll", "ge2e", "none"), ("ge2e_nll_static_aeg", "ge2e", "static"),
                 ("ge2e_nll_active_aeg", "ge2e", "active"))
-STUDENT_ROWS = (("student_no_kd", False, "none"), ("student_kd", True, "none"), ("student_kd_static_aeg", True, "static"),
+STUDENT_ROWS = (("student_no_kd", False, "none"), ("student_kd", True, "none"),
+                ("student_kd_static_aeg", True, "static"),
                 ("student_kd_active_aeg", True, "active"))
 KD_TEACHER = "ge2e_nll_active_aeg"
 
@@ -113,6 +114,39 @@ def run(config: AblationConfig) -> dict:
     return results
 
 
+def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3) -> list[dict]:
+    """Seconds per training step and per BIM attack (5 steps) of teacher and student on random audio,
+    to size a budget before running it."""
+    import torch
+    from torch.nn import functional as F
+
+    from training.models import registry
+
+    from .bim import evasion_adversarial
+    from .pipeline import Scorer
+
+    rows = []
+    x = torch.randn(batch, int(round(seconds * 16000))) * 0.05
+    y = torch.zeros(batch, dtype=torch.long)
+    for name in ("resnetse_teacher", "resnetse_student"):
+        scorer = Scorer(registry.build(name))
+        opt = torch.optim.Adam(scorer.parameters(), lr=3e-4)
+        steps = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            loss = F.cross_entropy(scorer(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        evasion_adversarial(scorer, x, BIMConfig(), modules=(scorer,))
+        attack = time.perf_counter() - t
+        rows.append({"architecture": name, "batch": batch, "seconds": seconds, "train_step_s": min(steps),
+                     "train_s_per_window": min(steps) / batch, "bim_s_per_window": attack / batch})
+    return rows
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -126,7 +160,8 @@ def markdown(results: dict) -> str:
              "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in results["rows"]:
         lines.append(f"| {r['table']} | {r['row']} | {_fmt(r['eer'])} | {_fmt(r['eer_bim'])} | "
-                     f"{r['n_bonafide']} / {r['n_spoof']} | {r['params']} | {_fmt(r['train_s'])} | {_fmt(r['eval_s'])} |")
+                     f"{r['n_bonafide']} / {r['n_spoof']} | {r['params']} | {_fmt(r['train_s'])} | "
+                     f"{_fmt(r['eval_s'])} |")
     t = results.get("timings", {})
     lines += ["", f"GE2E pre-training: {_fmt(t.get('ge2e_pretrain_s'))} s; total: {_fmt(t.get('total_s'))} s"]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""``edge-cm-train resnetse {pretrain,finetune,distill,ablate}``: the ResNetSE recipe stage by stage.
+"""``edge-cm-train resnetse {pretrain,finetune,distill,export,ablate,speed}``: the ResNetSE recipe stage by stage.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
         --init runs/ge2e.pt --aeg active --out runs/teacher.pt
     edge-cm-train resnetse distill --bonafide-manifest ... --spoof-manifest ... --teacher runs/teacher.pt \\
         --static-from runs/ge2e.pt --aeg static --out runs/student.pt
+    edge-cm-train resnetse export --checkpoint runs/student.pt --out runs/student_bundle --formats onnx,tflite
     edge-cm-train resnetse ablate --bonafide-manifest ... --spoof-manifest ... --out runs/ablation --epochs 1
 """
 from __future__ import annotations
@@ -95,6 +96,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.5)
     p.add_argument("--architecture", default="resnetse_student")
 
+    p = sub.add_parser("export", help="a ResNetSE checkpoint (e.g. the student) -> an edge-cm bundle")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, onnx-int8, tflite, tflite-int8")
+    p.add_argument("--bonafide-manifest", type=Path, help="with --spoof-manifest: real windows for the gates")
+    p.add_argument("--spoof-manifest", type=Path, help="corpus: calibration (train) and evaluation (dev) windows")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = sub.add_parser("speed", help="seconds per training step and per BIM attack, to size a budget")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=4.0, help="window length (s)")
+    p.add_argument("--threads", type=int, default=1)
+
     p = sub.add_parser("ablate", help="the paper's ablation tables on a budget (see benchmarks/resnetse_ablation.py)")
     from .ablation import add_arguments
 
@@ -124,6 +139,21 @@ def main(argv: list[str]) -> int:
             kd=KDConfig(temperature=args.temperature, gamma=args.gamma), aeg=args.aeg,
             adversarial_pairs=args.adversarial_pairs, bim=_bim(args), epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment))
+    elif args.stage == "export":
+        from .bundle import BundleConfig, export_checkpoint
+
+        out = export_checkpoint(BundleConfig(
+            checkpoint=args.checkpoint, out=args.out, formats=tuple(f for f in args.formats.split(",") if f),
+            bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,
+            overwrite=args.force)).path
+    elif args.stage == "speed":
+        from .ablation import throughput
+
+        for r in throughput(args.batch, args.seconds):
+            print(f"{r['architecture']:<18} batch {r['batch']} x {r['seconds']:g} s: train step "
+                  f"{r['train_step_s']:.2f} s ({r['train_s_per_window']:.3f} s/window), "
+                  f"BIM 5 steps {r['bim_s_per_window']:.3f} s/window")
+        return 0
     else:
         from .ablation import run_from_args
 

@@ -1,9 +1,10 @@
 """Clips, crops and batches for the ResNetSE recipe (16 kHz float32 samples throughout).
 
-Bona fide speech and speaker labels come from the shared bona fide manifest
-(``path, seconds, source, speaker, ..., split``); spoofed speech from a corpus
-manifest in the project schema (:mod:`training.data.manifest`), its ``system``
-mapped to one of six families by :mod:`training.resnetse.families`.
+GE2E speakers come from the shared bona fide manifest (``path, seconds, source,
+speaker, ..., split``). The 8-class stages read a corpus manifest in the project
+schema (:mod:`training.data.manifest`): spoofs, their ``system`` mapped to one of
+six families by :mod:`training.resnetse.families`, and - when the corpus has them -
+its normalised bona fide copies (see :func:`classification_clips`).
 
 GE2E needs M utterances of each of N speakers, but most LibriSpeech speakers here
 have one utterance. A speaker's M "utterances" are therefore M random crops
@@ -60,17 +61,42 @@ def read_bonafide(manifest: str | Path, splits: tuple[str, ...] = ("train",)) ->
     return clips
 
 
-def read_spoofs(manifest: str | Path, splits: tuple[str, ...] = ("train",)) -> list[Clip]:
-    """Spoofed clips of ``splits`` from a corpus manifest; bona fide rows there are skipped."""
+def read_corpus(manifest: str | Path, splits: tuple[str, ...] = ("train",)) -> tuple[list[Clip], list[Clip]]:
+    """(bona fide, spoofed) clips of ``splits`` from a corpus manifest in the project schema."""
     from training.data.manifest import read_manifest_csv
 
-    clips = []
+    bona, spoofs = [], []
     for row in read_manifest_csv(manifest):
-        if row.is_bonafide or row.split not in splits:
+        if row.split not in splits:
             continue
-        clips.append(Clip(Path(row.path), class_index(row.system, source=str(manifest)), row.speaker,
-                          row.split, row.system))
-    return clips
+        if row.is_bonafide:
+            bona.append(Clip(Path(row.path), 0, row.speaker, row.split, "bonafide"))
+        else:
+            spoofs.append(Clip(Path(row.path), class_index(row.system, source=str(manifest)), row.speaker,
+                               row.split, row.system))
+    return bona, spoofs
+
+
+def read_spoofs(manifest: str | Path, splits: tuple[str, ...] = ("train",)) -> list[Clip]:
+    """Spoofed clips of ``splits`` from a corpus manifest; bona fide rows there are skipped."""
+    return read_corpus(manifest, splits)[1]
+
+
+def classification_clips(bonafide_manifest: str | Path, corpus_manifest: str | Path | None,
+                         splits: tuple[str, ...]) -> tuple[list[Clip], list[Clip]]:
+    """(bona fide, spoofed) clips for the 8-class stages.
+
+    The corpus' own bona fide rows win when it has them: the corpus builder writes
+    bona fide copies normalised like its spoofs, and mixing those spoofs with the raw
+    shared clips would let level or channel tell the classes apart. Without them, the
+    shared manifest gives the bona fide clips.
+    """
+    if corpus_manifest is None:
+        return read_bonafide(bonafide_manifest, splits), []
+    bona, spoofs = read_corpus(corpus_manifest, splits)
+    if not bona:
+        bona = read_bonafide(bonafide_manifest, splits)
+    return bona, spoofs
 
 
 def subsample(clips: list[Clip], max_per_class: int | None, rng: np.random.Generator) -> list[Clip]:
@@ -146,7 +172,8 @@ def ge2e_batch(groups: dict[str, list[Clip]], n_speakers: int, n_utterances: int
     return np.stack(waves)
 
 
-def same_speaker_pairs(groups: dict[str, list[Clip]], n_pairs: int, rng: np.random.Generator) -> list[tuple[Clip, Clip]]:
+def same_speaker_pairs(groups: dict[str, list[Clip]], n_pairs: int,
+                       rng: np.random.Generator) -> list[tuple[Clip, Clip]]:
     """``n_pairs`` (W1, W2) pairs of one speaker; two different clips where the speaker has them.
 
     A speaker with one clip pairs it with itself; the two random crops taken later

@@ -35,8 +35,8 @@ from training.frontend_torch import TorchFrontEnd
 from training.models import registry
 
 from .bim import BIMConfig, evasion_adversarial, speaker_adversarial, spoof_score
-from .data import (SAMPLE_RATE, AudioCache, Clip, crop, ge2e_batch, read_bonafide, read_spoofs, same_speaker_pairs,
-                   speakers_of, subsample)
+from .data import (SAMPLE_RATE, AudioCache, Clip, classification_clips, crop, ge2e_batch, read_bonafide,
+                   same_speaker_pairs, speakers_of, subsample)
 from .families import ADVERSARIAL_INDEX, CLASSES
 from .ge2e import GE2ELoss
 from .kd import KDConfig, kd_loss
@@ -234,8 +234,12 @@ def _log(msg: str) -> None:
 
 
 def _training_clips(data: DataConfig, rng: np.random.Generator) -> tuple[list[Clip], dict[str, list[Clip]]]:
-    bona = read_bonafide(data.bonafide_manifest, ("train",))
-    spoofs = read_spoofs(data.spoof_manifest, ("train",)) if data.spoof_manifest else []
+    """Training clips (budgeted) and the speaker groups adversarial pairs are drawn from.
+
+    Pairs come from the same bona fide clips as class 0 (all of them, not the budget),
+    so adversarial examples differ from bona fide by the perturbation only.
+    """
+    bona, spoofs = classification_clips(data.bonafide_manifest, data.spoof_manifest, ("train",))
     clips = subsample(bona + spoofs, data.max_per_class, rng)
     return clips, speakers_of(bona)
 
@@ -309,6 +313,8 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
         aeg_info = {}
         if aeg == "active":
             adversarial, aeg_info = generate_adversarial(scorer, groups, adversarial_pairs, n, audio, bim, rng)
+            _log(f"{stage} epoch {epoch}: active AEG kept {aeg_info['kept']}/{aeg_info['pairs']} "
+                 f"(mean final cos {aeg_info['mean_final_similarity']:.3f})")
         waves, labels, is_adv = _epoch_items(clips, adversarial, n, audio, rng)
         weight = inverse_frequency_weights(labels, len(CLASSES)) if class_weighting else None
         scorer.train()
@@ -404,8 +410,7 @@ def evaluate(model: nn.Module, data: DataConfig, split: str = "test", max_per_cl
     against this model to lower its spoof score (bona fide left as is)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(data.seed + 1)
-    bona = read_bonafide(data.bonafide_manifest, (split,))
-    spoofs = read_spoofs(data.spoof_manifest, (split,)) if data.spoof_manifest else []
+    bona, spoofs = classification_clips(data.bonafide_manifest, data.spoof_manifest, (split,))
     clips = subsample(bona + spoofs, max_per_class, rng)
     audio = AudioCache()
     n = data.window_samples
