@@ -10,7 +10,8 @@ LEGACY := .venv-tflite-legacy
 # Runtime: PortAudio (microphone), libsndfile (audio files).
 # Tests and corpus building: the offline TTS engines and ffmpeg (codec augmentation).
 APT_RUNTIME := libportaudio2 libsndfile1
-APT_DEV := espeak-ng ffmpeg festival festvox-kallpc16k flite
+APT_DEV := espeak-ng ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-ru festvox-suopuhe-lj festvox-ca-ona-hts
 
 .PHONY: demo test test-all bench system-runtime system-dev clean
 

@@ -33,7 +33,6 @@ import numpy as np
 
 
 def _models(args):
-    from edge_cm.features import FeatureSpec  # noqa: F401
     from export.cli import _deployable
     from training.models import registry
 

@@ -74,9 +74,16 @@ def _load_model(args):
         from training.config import load_config
         from training.models import registry
 
-        cfg = load_config(args.config)
+        # export needs only the architecture; a config without a manifest is fine here
+        import yaml
+
+        raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        cfg = load_config(args.config, manifest=None if raw.get("manifest") else "(not used by export)")
         arch = registry.get(cfg.architecture)
-        model = _deployable(registry.build(cfg.architecture, **cfg.model_args).eval())
+        kwargs = dict(cfg.model_args)
+        if arch.multitask:
+            kwargs.setdefault("n_sources", 2)  # the source head is dropped for deployment anyway
+        model = _deployable(registry.build(cfg.architecture, **kwargs).eval())
         spec = arch.feature_spec()
         if arch.needs_global_stats:
             import numpy as np

@@ -177,14 +177,16 @@ def profile_bundle(model, bundle: Bundle, *, repeats: int = 20, targets: dict | 
 def profile_markdown(profile: dict, targets: dict | None = None) -> str:
     """Human-readable profile: model numbers, latency per backend, target fit."""
     targets = targets if targets is not None else load_targets()
-    act = profile["activation_memory"]
-    if "activation_memory" not in profile:
-        return "(this bundle stores no model profile)"
-    lines = [f"- parameters: {profile['parameters']:,}",
-             f"- MACs per window: {profile['macs']:,} (flop_counter / 2: {profile.get('macs_flop_counter')})",
-             f"- input shape: {profile['input_shape']}",
-             f"- activation arena estimate: {act['bytes']['float32']:,} B float32, {act['bytes']['int8']:,} B int8",
-             "", "| model | file bytes | inference median ms | p95 ms | real-time factor |", "|---|---:|---:|---:|---:|"]
+    act = profile.get("activation_memory")
+    if act is None:
+        lines = ["- no parameters / MACs / arena estimate stored (the bundle was exported with --no-profile)"]
+    else:
+        lines = [f"- parameters: {profile['parameters']:,}",
+                 f"- MACs per window: {profile['macs']:,} (flop_counter / 2: {profile.get('macs_flop_counter')})",
+                 f"- input shape: {profile['input_shape']}",
+                 f"- activation arena estimate: {act['bytes']['float32']:,} B float32, "
+                 f"{act['bytes']['int8']:,} B int8"]
+    lines += ["", "| model | file bytes | inference median ms | p95 ms | real-time factor |", "|---|---:|---:|---:|---:|"]
     lat = profile["latency"]
     for key, size in profile["file_sizes"].items():
         st = lat["inference"].get(key, {})
@@ -194,7 +196,9 @@ def profile_markdown(profile: dict, targets: dict | None = None) -> str:
     lines += ["", f"Front end (numpy, {lat['window_seconds']:.1f}-s window): median {fe['median_ms']:.2f} ms, "
                   f"p95 {fe['p95_ms']:.2f} ms; {lat['threads']} thread, {lat['machine']['cpu']}.", "",
               fit_markdown(profile["targets"], targets)]
-    if profile.get("micro"):
+    if profile.get("micro", {}).get("error"):
+        lines += ["", f"TensorFlow Lite Micro could not run the int8 model: {profile['micro']['error']}"]
+    elif profile.get("micro"):
         mi = profile["micro"]
         lines += ["", f"TensorFlow Lite Micro: arena {mi['arena_bytes']:,} B; int8 outputs differ from LiteRT's reference "
                       f"kernels by at most {mi['max_abs_diff_int8_lsb']} LSB (from its default XNNPACK kernels by "

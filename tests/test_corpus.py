@@ -166,6 +166,43 @@ def test_normalise_sets_level_trims_and_limits(clip):
     assert abs(len(y44) - len(normalise(clip, SR, spec))) < 0.05 * len(clip)
 
 
+def test_both_classes_get_the_same_silence_and_a_real_background(clip):
+    from training.corpus.normalise import prepare_donor
+    from training.shortcuts import measure_cues
+
+    spec = NormalisationSpec()
+    lo, hi = spec.margin_s + spec.pad_s[0] - 0.03, spec.margin_s + spec.pad_s[1] + 0.03
+    bona = measure_cues(normalise(clip, SR, spec, seed=7))
+    # a "TTS" clip: clean speech between digital zeros, given the background of the real clip
+    clean = np.concatenate([np.zeros(SR // 2), clip / (np.abs(clip).max() + 1e-9), np.zeros(SR // 2)])
+    clean = np.where(np.abs(clean) < 0.02, 0.0, clean).astype(np.float32)  # pauses: digital zero
+    assert measure_cues(clean)["noise_floor_dbfs"] == -120.0
+    donor = prepare_donor(clip, SR, spec)
+    spoof = measure_cues(normalise(clean, SR, spec, donor=donor, seed=7))
+    for cues in (bona, spoof):
+        assert lo <= cues["leading_silence_s"] <= hi and lo <= cues["trailing_silence_s"] <= hi, cues
+        assert abs(cues["active_rms_dbfs"] - spec.target_dbfs) < 0.6  # the check measures what was set
+    assert abs(spoof["noise_floor_dbfs"] - bona["noise_floor_dbfs"]) < 6.0, (spoof, bona)
+
+
+def test_short_copy_sources_are_skipped_not_failed(tmp_path, bonafide_dir, bonafide_rows):
+    row = min((r for r in bonafide_rows if r["source"] == "fsdd"), key=lambda r: float(r["seconds"]))
+    full, _ = sf.read(bonafide_dir / row["path"], dtype="float32")
+    mid = len(full) // 2
+    short = tmp_path / "short.wav"  # 0.3 s of the real digit: less than MLSA can analyse
+    sf.write(short, full[mid - int(0.15 * SR):mid + int(0.15 * SR)], SR)
+
+    def job(src: Path, out: str) -> builder.Job:
+        return builder.Job("copy", "voc_mlsa_swipe", "vocoder", out, row["split"], "", "", "", 1,
+                           src_path=str(src), donor_path=str(src))
+
+    res = builder.run_job(job(short, "short.flac"), str(tmp_path), None, NormalisationSpec())
+    assert res.error == "" and res.row is None and "shorter than" in res.skip_reason
+    assert not (tmp_path / "short.flac").exists()
+    res = builder.run_job(job(bonafide_dir / row["path"], "full.flac"), str(tmp_path), None, NormalisationSpec())
+    assert res.error == "" and res.skip_reason == "" and (tmp_path / "full.flac").exists()
+
+
 # -- splits --------------------------------------------------------------------------------------
 
 def test_default_split_assignment_is_disjoint_and_covers_families():
@@ -291,6 +328,41 @@ def test_build_is_deterministic_for_a_seed(built, mini_manifest, tmp_path):
     jobs_other, _ = builder.plan(cfg, builder.read_bonafide_manifest(mini_manifest))
     jobs_same, _ = builder.plan(_cfg(mini_manifest, tmp_path), builder.read_bonafide_manifest(mini_manifest))
     assert [j.text for j in jobs_other if j.kind == "tts"] != [j.text for j in jobs_same if j.kind == "tts"]
+
+
+@pytest.fixture(scope="module")
+def honest_build(tmp_path_factory, bonafide_dir, bonafide_rows):
+    """A one-split build big enough for AUCs to mean something: 40 real clips of varied sources
+    and lengths, two espeak voices and the LPC vocoder (cheap engines)."""
+    rows = [r for r in bonafide_rows if r["split"] == "dev"]
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in sorted(rng.choice(len(rows), size=min(40, len(rows)), replace=False))]
+    manifest = tmp_path_factory.mktemp("bona40") / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(bonafide_rows[0].keys()))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "path": str(bonafide_dir / r["path"])})
+    out = tmp_path_factory.mktemp("honest")
+    minutes = sum(float(r["seconds"]) for r in rows) / 60 / 2
+    cfg = builder.BuildConfig(bonafide_manifest=manifest, out_dir=out, systems=(
+        "tts_espeak_en-us+f2", "tts_espeak_fr+f3", "voc_world_dio"), jobs=1, seed=0,
+        max_minutes_per_system=minutes, progress=False)
+    return out, builder.build(cfg)
+
+
+def test_small_built_corpus_passes_the_pooled_shortcut_check(honest_build):
+    from training.shortcuts import POOLED, check_manifest
+
+    out, summary = honest_build
+    assert summary["failures"] == []
+    report = check_manifest(out / "manifest.csv")
+    pooled = {a.cue: a.auc for a in report.aucs if a.comparison == POOLED}
+    assert report.stats["bonafide"]["duration_s"].n == 40 and report.stats[POOLED]["duration_s"].n >= 30
+    assert max(pooled.values()) <= 0.75, pooled
+    # each system alone, too (before the shared detector and the background policy, espeak's leading
+    # silence and active level were such cues)
+    assert report.flagged == [], [(a.comparison, a.cue, round(a.auc, 3)) for a in report.flagged]
 
 
 def test_cli_rejects_unknown_system(mini_manifest, tmp_path):

@@ -268,7 +268,7 @@ def test_broken_calibration_fails_int8_gate_and_writes_no_bundle(trained, tmp_pa
     calib = _write_manifest(tmp_path / "silence.csv", silent)
     out = tmp_path / "broken_bundle"
     rc = main(["--program", str(trained["program"]), "--feature-spec", str(trained["spec_json"]),
-               "--architecture", "tiny_cnn", "--formats", "tflite-int8,onnx-int8",
+               "--architecture", "tiny_cnn", "--formats", "tflite-int8",
                "--calibration", str(calib), "--eval", str(trained["eval"]), "--no-profile", "--out", str(out)])
     assert rc != 0
     err = capsys.readouterr().err
@@ -418,23 +418,41 @@ def test_bundle_profile_needs_no_torch(exported):
 
 
 def test_standalone_batchnorm_becomes_integer_ops(tmp_path):
-    """EfficientCNN's conv -> ReLU -> BN order: without the affine rewrite BN stays float in the int8 model."""
+    """EfficientCNN's conv -> ReLU -> BN order: the BN is rewritten as x * s + t so the int8 model is
+    full-integer. (Left as BN it stays float - measured on efficientcnn_small: DEQUANTIZE / SUB / MUL /
+    QUANTIZE islands and a 1.36 MB TFLM arena instead of 0.69 MB - and converting it takes ~50 s in
+    torchao's QAT conv-bn matcher, so that variant is not converted here.)"""
     from export.prepare import affine_standalone_batchnorm
     from export.tflite_export import export_tflite_int8, tflite_float_ops
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4),
-                          nn.Flatten(), nn.Linear(4 * 14 * 14, 2)).eval()
-    for bn in (model[2], model[4]):
+                          nn.Flatten(), nn.Linear(4 * 14 * 14, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Linear(6, 2)).eval()
+    for bn in (model[2], model[4], model[8]):
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2.0)
     prepared, n = affine_standalone_batchnorm(model)
-    assert n == 1  # the BN right after a conv is left for PT2E to fold
+    assert n == 2  # the BN right after a conv is left for PT2E to fold into it
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in prepared.modules())
     x = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         assert torch.max(torch.abs(prepared(x) - model(x))) < 1e-5
     calib = [np.random.default_rng(i).standard_normal((1, 1, 16, 16)).astype(np.float32) for i in range(4)]
-    plain = export_tflite_int8(model, x[:1], iter(calib), tmp_path / "plain.tflite")
     full = export_tflite_int8(prepared, x[:1], iter(calib), tmp_path / "full.tflite")
-    assert tflite_float_ops(plain)  # float islands around the BN
     assert tflite_float_ops(full) == []
+
+
+def test_waveform_model_exports_with_samples_input(tmp_path, real_speech):
+    """A waveform front end: the model takes (1, samples) and both runtimes match torch on real speech."""
+    from edge_cm.features import waveform_spec
+    from export.api import export_bundle
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Unflatten(1, (1, -1)), nn.Conv1d(1, 4, 400, stride=160), nn.ReLU(),
+                          nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    window = real_speech[:WINDOW] if real_speech.size >= WINDOW else np.resize(real_speech, WINDOW)
+    b = export_bundle(model, waveform_spec(), tmp_path / "wave", formats=("onnx", "tflite"), architecture="wave_cnn",
+                      eval_windows=[window.astype(np.float32)], onnx_exporter="torchscript", profile=False)
+    for m in b.meta.models:
+        assert m.input.shape == [1, WINDOW] and m.input.layout == "NT"
+        assert b.meta.export_gates["results"][f"{m.format}/float32"]["max_abs_logit_diff"] <= 1e-4

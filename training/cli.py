@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("training.train", "train a detector from a config (architecture from the registry)"),
     "eval": ("training.evaluate", "per-system and pooled EER, AUC, macro-F1, DET and histogram plots"),
     "adapt": ("training.adapt", "fine-tune a trained detector on a few samples of a new attack"),
+    "release": ("training.release", "checkpoint -> calibrated, gated, evaluated bundle with model card"),
     "describe": ("training.describe", "parameter counts and MACs of registered architectures"),
     "resnetse": ("training.resnetse.cli", "GE2E pre-training, BIM adversarial fine-tuning, distillation"),
 }

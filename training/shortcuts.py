@@ -10,16 +10,12 @@ Cues (16 kHz mono, 20 ms frames every 10 ms):
 
 * ``duration_s``: length in seconds;
 * ``leading_silence_s`` / ``trailing_silence_s``: time before the first / after the last
-  active frame. A frame is active when its energy is within ``active_rel_db`` (35 dB) of
-  the file's loudest frame, at least ``floor_margin_db`` (12 dB) above the background level
-  (the 10th percentile of the energies of frames that are not digital zero; this term never
-  asks for more than ``max_background_rel_db``, 20 dB, below the peak), and above
-  ``active_abs_dbfs`` (-60 dBFS). The background term keeps stationary noise from counting
-  as speech, so "silence" means "no speech", not "digital zero";
+  active frame of :func:`training.activity.detect`, the detector the corpus builder trims and
+  levels with (so "silence" means "no speech", not "digital zero", in both);
 * ``noise_floor_dbfs``: the noise floor, the ``floor_percentile`` (10th) percentile of the
   frame energies (an extra cue: clean digital pauses in spoofs vs room noise in bona fide);
 * ``rms_dbfs``: RMS level of the whole file, dB re full scale (a full-scale sine is -3 dBFS);
-* ``active_rms_dbfs``: RMS level of the active frames only;
+* ``active_rms_dbfs``: RMS level of the samples under active frames only;
 * ``bandwidth_hz``: upper edge of the long-term mean spectrum (Welch, 512-point frames,
   smoothed over 250 Hz): going up from 3400 Hz, the last frequency before the spectrum
   first falls more than ``bandwidth_drop_db`` (40 dB) below its mean level in 300-3400 Hz
@@ -39,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edge_cm.errors import DataError, EdgeCMError
+from training.activity import ActivityConfig, active_mean_square, detect
 
 SAMPLE_RATE = 16000
 CUES = ("duration_s", "leading_silence_s", "trailing_silence_s", "rms_dbfs", "active_rms_dbfs", "bandwidth_hz",
@@ -52,19 +49,17 @@ POOLED = "all spoof"
 class ShortcutConfig:
     """Thresholds of the cue measurements and of the flagging (units in the names)."""
 
-    frame_s: float = 0.020
-    hop_s: float = 0.010
-    active_rel_db: float = 35.0
-    active_abs_dbfs: float = -60.0
-    floor_percentile: float = 10.0
-    floor_margin_db: float = 12.0
-    max_background_rel_db: float = 20.0
-    floor_dbfs: float = -120.0
+    activity: ActivityConfig = field(default_factory=ActivityConfig)
     reference_band_hz: tuple[float, float] = (300.0, 3400.0)
     bandwidth_drop_db: float = 40.0
     smoothing_hz: float = 250.0
     auc_threshold: float = 0.75
     min_files: int = 5
+
+    @property
+    def floor_dbfs(self) -> float:
+        """Levels (dBFS) are floored here, so every cue is finite."""
+        return self.activity.floor_dbfs
 
 
 def _dbfs(mean_square: float, floor: float) -> float:
@@ -73,17 +68,10 @@ def _dbfs(mean_square: float, floor: float) -> float:
 
 
 def frame_levels_db(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -> np.ndarray:
-    """Energy (dBFS, floored) of each ``frame_s`` frame every ``hop_s``; one frame for short clips."""
-    frame = int(round(config.frame_s * SAMPLE_RATE))
-    hop = int(round(config.hop_s * SAMPLE_RATE))
-    x = np.asarray(audio, dtype=np.float64)
-    if x.size < frame:
-        x = np.pad(x, (0, frame - x.size))
-    count = 1 + (x.size - frame) // hop
-    idx = np.arange(frame)[None, :] + hop * np.arange(count)[:, None]
-    ms = np.mean(x[idx] ** 2, axis=1)
-    with np.errstate(divide="ignore"):
-        return np.maximum(10.0 * np.log10(ms), config.floor_dbfs)
+    """Energy (dBFS, floored) of each activity frame (:func:`training.activity.frame_levels_db`)."""
+    from training.activity import frame_levels_db as levels
+
+    return levels(audio, config.activity)
 
 
 def effective_bandwidth(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -> float:
@@ -116,27 +104,13 @@ def measure_cues(audio: np.ndarray, config: ShortcutConfig = ShortcutConfig()) -
     """The seven cues of one 16 kHz mono clip (see the module docstring), as a dict keyed by :data:`CUES`."""
     x = np.asarray(audio, dtype=np.float64)
     duration = x.size / SAMPLE_RATE
-    levels = frame_levels_db(x, config)
-    floor = float(np.percentile(levels, config.floor_percentile))
-    # The activity threshold ignores digital-zero frames when it estimates the background,
-    # so padding a clip with zeros does not lower it (the noise_floor_dbfs cue keeps them).
-    audible = levels[levels > config.floor_dbfs + 1.0]
-    background = float(np.percentile(audible, config.floor_percentile)) if audible.size else config.floor_dbfs
-    peak = float(levels.max())
-    # Capped, so a clip that is all speech (no pauses but digital zeros) keeps its speech active.
-    above_background = min(background + config.floor_margin_db, peak - config.max_background_rel_db)
-    threshold = max(peak - config.active_rel_db, above_background, config.active_abs_dbfs)
-    active = np.flatnonzero(levels > threshold)
-    hop, frame = config.hop_s, config.frame_s
-    if active.size:
-        leading = min(active[0] * hop, duration)
-        trailing = max(duration - (active[-1] * hop + frame), 0.0)
-        frame_n = int(round(frame * SAMPLE_RATE))
-        hop_n = int(round(hop * SAMPLE_RATE))
-        mask = np.zeros(x.size, dtype=bool)
-        for i in active:
-            mask[i * hop_n:i * hop_n + frame_n] = True
-        active_ms = float(np.mean(x[mask] ** 2)) if mask.any() else 0.0
+    act = detect(x, config.activity)
+    floor = float(np.percentile(act.levels_db, config.activity.floor_percentile))  # digital zeros count here
+    span = act.span_samples()
+    if span is not None:
+        leading = span[0] / SAMPLE_RATE
+        trailing = max(x.size - span[1], 0) / SAMPLE_RATE
+        active_ms = active_mean_square(x, config.activity, act)
     else:
         leading = trailing = duration
         active_ms = 0.0
@@ -211,6 +185,7 @@ class ShortcutReport:
 
     def to_markdown(self) -> str:
         cfg = self.config
+        act = cfg.activity
         lines = [f"# Shortcut check: `{self.manifest}`", ""]
         if self.flagged:
             lines += [f"**{len(self.flagged)} cue(s) flagged** (single-cue AUC > {cfg.auc_threshold}):", ""]
@@ -239,11 +214,12 @@ class ShortcutReport:
                 lines.append(f"| {group} | {s.n} | {s.mean:.3f} | {s.median:.3f} | {s.p10:.3f} | {s.p90:.3f} |")
             lines.append("")
         lines += ["## Method", "",
-                  f"Frames of {cfg.frame_s * 1000:g} ms every {cfg.hop_s * 1000:g} ms; a frame is active when its "
-                  f"energy is within {cfg.active_rel_db:g} dB of the file's loudest frame, "
-                  f"{cfg.floor_margin_db:g} dB above the background (the {cfg.floor_percentile:g}th percentile "
+                  f"Activity (training.activity, shared with the corpus builder): frames of "
+                  f"{act.frame_s * 1000:g} ms every {act.hop_s * 1000:g} ms; a frame is active when its "
+                  f"energy is within {act.active_rel_db:g} dB of the file's loudest frame, "
+                  f"{act.floor_margin_db:g} dB above the background (the {act.floor_percentile:g}th percentile "
                   f"of the energies of frames that are not digital zero, asking at most "
-                  f"{cfg.max_background_rel_db:g} dB below the peak) and above {cfg.active_abs_dbfs:g} dBFS. "
+                  f"{act.max_background_rel_db:g} dB below the peak) and above {act.active_abs_dbfs:g} dBFS. "
                   f"Bandwidth: highest frequency, going up from "
                   f"{cfg.reference_band_hz[1]:g} Hz, where the long-term mean spectrum (smoothed over "
                   f"{cfg.smoothing_hz:g} Hz) stays within {cfg.bandwidth_drop_db:g} dB of its mean in "

@@ -8,8 +8,9 @@ Output layout under ``out_dir``::
     summary.md, summary.json                                    files/minutes per system and split
 
 Every file, bona fide or spoof, goes through :func:`training.corpus.normalise.normalise` (16 kHz
-soxr VHQ, silence trim, -26 dBFS active RMS, peak limiter) and is written as 16-bit FLAC through a
-temporary name, so an interrupted build leaves no half-written file and a rerun skips finished files.
+soxr VHQ, silence trim, background of a real recording, silence pads, -26 dBFS active RMS, peak
+limiter; its docstring has the policy) and is written as 16-bit FLAC through a temporary name,
+so an interrupted build leaves no half-written file and a rerun skips finished files.
 Everything random is drawn from generators seeded by (``seed``, system, utterance), so a build is
 reproducible for a seed regardless of ``jobs``.
 """
@@ -40,6 +41,11 @@ spoof audio as the shared bona fide corpus holds (175 min), at roughly 15-20 CPU
 SENTENCES = Path(__file__).resolve().parents[1] / "resources" / "sentences.txt"
 TTS_SOURCE = "edge_cm_tts_sentences"
 MIN_OUTPUT_SECONDS = 0.25
+MIN_COPY_SOURCE_SECONDS = 0.35
+"""Copy synthesis skips shorter sources (seconds, after trimming): MLSA's and WORLD's analysis
+windows leave too little of such a clip (recorded under ``skipped_files`` in the summary)."""
+POOL_WORDS = 120
+"""Words of sentence text a TTS job may draw on (about 40 s of speech, more than any target)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Job:
     text: str = ""
     src_path: str = ""
     condition: str = ""
+    donor_path: str = ""  # the recording whose background (and, for TTS, duration) the file takes
 
 
 @dataclass
@@ -85,6 +92,11 @@ class JobResult:
     cpu_seconds: float = 0.0
     skipped: bool = False
     job: Job | None = None
+    skip_reason: str = ""
+
+
+class SkipJob(DataError):
+    """A job that cannot make a meaningful file (e.g. too short a source); skipped, not a failure."""
 
 
 def derive_seed(seed: int, *parts: str) -> int:
@@ -141,20 +153,12 @@ def read_sentences(path: Path) -> dict[str, list[str]]:
 
 
 def _tts_text(rng: np.random.Generator, sentences: list[str]) -> str:
-    """One utterance text: a few words (short, like wake words and digits), one or two sentences."""
-    r = rng.random()
-    if r < 0.3:
-        words = sentences[rng.integers(len(sentences))].rstrip(".?!").split()
-        k = int(rng.integers(1, 4))
-        start = int(rng.integers(0, max(1, len(words) - k + 1)))
-        # grow the excerpt until it is a speakable chunk (a lone "è" crashes some festival voices)
-        while len(" ".join(words[start:start + k])) < 6 and start + k < len(words):
-            k += 1
-        return " ".join(words[start:start + k]).strip(",")
-    if r < 0.7:
-        return sentences[rng.integers(len(sentences))]
-    a, b = rng.choice(len(sentences), size=2, replace=len(sentences) < 2)
-    return f"{sentences[a]} {sentences[b]}"
+    """A pool of whole sentences in random order, at least :data:`POOL_WORDS` words; the job speaks
+    as many of its first words as fit the target duration (:func:`_synthesize_to_length`)."""
+    words: list[str] = []
+    while len(words) < POOL_WORDS:
+        words += sentences[int(rng.integers(len(sentences)))].split()
+    return " ".join(words)
 
 
 def _estimate_seconds(text: str) -> float:
@@ -189,7 +193,8 @@ def plan(cfg: BuildConfig, bona: list[dict]) -> tuple[list[Job], dict[str, str]]
             jobs.append(Job("bonafide", "bonafide", "bonafide",
                             f"bonafide/{Path(rec['rel_path']).with_suffix('.flac').as_posix()}",
                             rec["split"], rec.get("speaker", ""), rec.get("language", ""), rec.get("source", ""),
-                            0, src_path=rec["abs_path"], condition=_bona_channel(rec)))
+                            derive_seed(cfg.seed, "bonafide", rec["rel_path"]), src_path=rec["abs_path"],
+                            condition=_bona_channel(rec)))
     sentences = read_sentences(cfg.sentences)
     budget = cfg.max_minutes_per_system * 60.0
     for name, split in run.items():
@@ -208,22 +213,24 @@ def plan(cfg: BuildConfig, bona: list[dict]) -> tuple[list[Job], dict[str, str]]
                 jobs.append(Job("copy", name, system.family, f"spoof/{name}/{split}/{stem}.flac", split,
                                 rec.get("speaker", ""), rec.get("language", ""), rec.get("source", ""),
                                 derive_seed(cfg.seed, name, stem), src_path=rec["abs_path"],
-                                condition=_bona_channel(rec)))
+                                condition=_bona_channel(rec), donor_path=rec["abs_path"]))
         else:
             lang = system.language if system.language in sentences else "en"
             texts = sentences[lang]
             same_split = [r for r in bona if r["split"] == split]
             total, i = 0.0, 0
+            if not same_split:
+                continue
             while total < budget:
                 text = _tts_text(rng, texts)
-                total += _estimate_seconds(text)
-                channel = "clean"
-                if cfg.channel_match and same_split:
-                    rec = same_split[int(rng.integers(len(same_split)))]
-                    channel = _bona_channel(rec)
+                # the donor gives the channel, the background and the target duration, so all three
+                # follow the bona fide clips of the split
+                rec = same_split[int(rng.integers(len(same_split)))]
+                total += float(rec.get("seconds") or 0.0) or _estimate_seconds(text)
+                channel = _bona_channel(rec) if cfg.channel_match else "clean"
                 jobs.append(Job("tts", name, "tts", f"spoof/{name}/{split}/{name}_{i:05d}.flac", split,
                                 name, lang, TTS_SOURCE, derive_seed(cfg.seed, name, str(i)), text=text,
-                                condition=channel))
+                                condition=channel, donor_path=rec["abs_path"]))
                 i += 1
     return jobs, skipped
 
@@ -256,26 +263,70 @@ def _row(job: Job, out_path: Path, seconds: float) -> ManifestRow:
                        condition=job.condition)
 
 
+def _speech_seconds(x: np.ndarray, spec: NormalisationSpec) -> float:
+    """Active span (seconds) of a 16 kHz clip by the shared detector (0 when silent)."""
+    from .normalise import set_active_level
+    from training.activity import detect
+
+    span = detect(set_active_level(x, spec), spec.activity).span_samples()
+    return 0.0 if span is None else (span[1] - span[0]) / SAMPLE_RATE
+
+
+def _first_words(words: list[str], seconds: float, chars_per_second: float) -> str:
+    """The shortest prefix of ``words`` whose estimated length reaches ``seconds`` (at least 6
+    characters: a lone short word crashes some festival voices)."""
+    n, chars = 0, -1
+    while n < len(words) and (chars < seconds * chars_per_second or chars < 6):
+        chars += len(words[n]) + 1
+        n += 1
+    return " ".join(words[:max(1, n)])
+
+
+def _synthesize_to_length(engine, pool: str, target_s: float, seed: int,
+                          spec: NormalisationSpec) -> tuple[np.ndarray, int]:
+    """Speak the first words of ``pool`` so the active span is close to ``target_s`` seconds: a first
+    try at 13 characters per second, a second at the rate this voice showed if the first is off by
+    more than 20 %. Returns (audio, rate) of the closer try."""
+    from .normalise import resample_to_16k
+
+    words = pool.split()
+    text = _first_words(words, target_s, 13.0)
+    audio, rate = engine.synthesize(text, seed)
+    got = _speech_seconds(resample_to_16k(audio, rate), spec)
+    if got > 0 and target_s > 0 and not 0.8 <= got / target_s <= 1.25:
+        retry = _first_words(words, target_s, len(text) / got)
+        if retry != text:
+            audio2, rate2 = engine.synthesize(retry, seed)
+            got2 = _speech_seconds(resample_to_16k(audio2, rate2), spec)
+            if abs(np.log(max(got2, 1e-3) / target_s)) < abs(np.log(got / target_s)):
+                return audio2, rate2
+    return audio, rate
+
+
 def make_audio(job: Job, lyra_dir: str | None, spec: NormalisationSpec) -> np.ndarray:
     """The normalised 16 kHz float32 samples of one job (no file written)."""
     from edge_cm.audio import read_audio
 
+    from .normalise import prepare_donor, resample_to_16k, trim_silence
+
     if job.kind == "bonafide":
-        return normalise(read_audio(job.src_path), SAMPLE_RATE, spec)
+        return normalise(read_audio(job.src_path), SAMPLE_RATE, spec, seed=job.seed)
     system = systems_mod.get(job.system)
+    donor = prepare_donor(read_audio(job.donor_path), SAMPLE_RATE, spec) if job.donor_path else None
     if job.kind == "copy":
         x = read_audio(job.src_path)
+        if len(trim_silence(x, spec)) < MIN_COPY_SOURCE_SECONDS * SAMPLE_RATE:
+            raise SkipJob(f"source shorter than {MIN_COPY_SOURCE_SECONDS} s after trimming", path=job.src_path)
         y = system.engine.run(x, job.seed, lyra_dir)
-        return normalise(y, SAMPLE_RATE, spec)
-    audio, rate = system.engine.synthesize(job.text, job.seed)
-    from .normalise import resample_to_16k
-
+        return normalise(y, SAMPLE_RATE, spec, donor=donor, seed=job.seed)
+    target = _speech_seconds(donor, spec) if donor is not None else _estimate_seconds(job.text)
+    audio, rate = _synthesize_to_length(system.engine, job.text, target, job.seed, spec)
     audio = resample_to_16k(audio, rate)
     if job.condition and job.condition != "clean":
         from .channel import apply_channel
 
         audio = apply_channel(audio, job.condition)
-    return normalise(audio, SAMPLE_RATE, spec)
+    return normalise(audio, SAMPLE_RATE, spec, donor=donor, seed=job.seed)
 
 
 def run_job(job: Job, out_dir: str, lyra_dir: str | None, spec: NormalisationSpec) -> JobResult:
@@ -295,6 +346,8 @@ def run_job(job: Job, out_dir: str, lyra_dir: str | None, spec: NormalisationSpe
         if len(y) < MIN_OUTPUT_SECONDS * SAMPLE_RATE or not np.any(np.abs(y) > 1e-4):
             raise DataError(f"{job.system}: output is empty or silent ({len(y)} samples)")
         write_flac_atomic(out_path, y)
+    except SkipJob as exc:
+        return JobResult(None, cpu_seconds=_cpu_now() - start, job=job, skip_reason=str(exc))
     except Exception as exc:  # one broken utterance must not stop a long build
         return JobResult(None, error=f"{type(exc).__name__}: {exc}", cpu_seconds=_cpu_now() - start, job=job)
     return JobResult(_row(job, out_path, len(y) / SAMPLE_RATE), cpu_seconds=_cpu_now() - start, job=job)
@@ -397,6 +450,8 @@ def summarise(rows: list[ManifestRow], results: list[JobResult], skipped: dict[s
         entry["minutes"] = round(entry["minutes"], 3)
         entry["cpu_seconds_this_run"] = round(cpu.get(name if name != "bonafide" else "bonafide", 0.0), 2)
     failures = [{"system": r.job.system, "file": r.job.out_rel, "error": r.error} for r in results if r.error]
+    skipped_files = [{"system": r.job.system, "file": r.job.out_rel, "reason": r.skip_reason}
+                     for r in results if r.skip_reason]
     return {
         "config": {"seed": cfg.seed, "jobs": cfg.jobs, "max_minutes_per_system": cfg.max_minutes_per_system,
                    "systems": list(cfg.systems) if cfg.systems else "default",
@@ -411,6 +466,7 @@ def summarise(rows: list[ManifestRow], results: list[JobResult], skipped: dict[s
         "conditions": {k: dict(v) for k, v in conditions.items()},
         "skipped_systems": skipped,
         "failures": failures,
+        "skipped_files": skipped_files,
         "files_made_this_run": sum(made.values()),
         "files_reused": sum(1 for r in results if r.skipped),
         "wall_seconds_this_run": round(wall_seconds, 1),

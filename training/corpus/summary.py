@@ -52,6 +52,9 @@ def to_markdown(summary: dict) -> str:
         lines.append("none")
     lines += ["", f"## Failures ({len(summary['failures'])})", ""]
     lines += [f"- `{f['file']}`: {f['error']}" for f in summary["failures"][:50]] or ["none"]
+    skipped_files = summary.get("skipped_files", [])
+    lines += ["", f"## Skipped files ({len(skipped_files)})", ""]
+    lines += [f"- `{f['file']}`: {f['reason']}" for f in skipped_files[:50]] or ["none"]
     lines += ["", f"This run: {summary['files_made_this_run']} files made, {summary['files_reused']} reused, "
               f"{summary['cpu_seconds_this_run']} CPU s in workers, {summary['wall_seconds_this_run']} s wall.", ""]
     return "\n".join(lines)

@@ -11,9 +11,9 @@ Two members of the family, after the ResNetSE34 models of voxceleb_trainer:
 
 Input: the 40-band log-mel features of :func:`edge_cm.features.resnetse_spec`, shape
 (batch, 1, 40, frames) as the exporter feeds them, or (batch, 40, frames); any number
-of frames (398 for a 4-s window). Output: logits
-over :data:`CLASSES` (``bonafide`` first, the runtime's score convention). Every op
-here (conv, batch norm, mean, softmax, sum) exports to ONNX and TFLite.
+of frames (398 for a 4-s window). Output: logits over :data:`CLASSES` (``bonafide``
+first, the runtime's score convention). Every op here (conv, batch norm, mean, softmax,
+sum) exports to ONNX and TFLite (``tests/test_resnetse.py`` runs both exports).
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from edge_cm.features import resnetse_spec
-
 from training.resnetse.families import CLASSES  # bonafide, six spoofing families, adversarial
 
 # Reported in the paper; ours are measured by ``edge-cm-train describe`` on a 4-s input

@@ -237,11 +237,14 @@ def _training_clips(data: DataConfig, rng: np.random.Generator) -> tuple[list[Cl
     """Training clips (budgeted) and the speaker groups adversarial pairs are drawn from.
 
     Pairs come from the same bona fide clips as class 0 (all of them, not the budget),
-    so adversarial examples differ from bona fide by the perturbation only.
+    so adversarial examples differ from bona fide by the perturbation only. Without any
+    speaker label there, each clip is its own group: two crops of one recording are
+    surely one speaker.
     """
     bona, spoofs = classification_clips(data.bonafide_manifest, data.spoof_manifest, ("train",))
     clips = subsample(bona + spoofs, data.max_per_class, rng)
-    return clips, speakers_of(bona)
+    groups = speakers_of(bona) or {f"clip:{c.path}": [c] for c in bona}
+    return clips, groups
 
 
 # -- stage 1: GE2E ---------------------------------------------------------------------
