@@ -90,6 +90,9 @@ class TrainConfig:
     max_train_files: int = 0
     """0 = all; otherwise a deterministic subset (quick runs, tests)."""
     max_val_files: int = 0
+    precise_bn_batches: int = 16
+    """Training batches over which BatchNorm statistics are recomputed exactly before each
+    validation (0 = keep the running averages)."""
     checkpoint_every_steps: int = 0
     """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
