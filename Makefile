@@ -22,7 +22,7 @@ test: system-dev $(VENV)/.dev-stamp $(LEGACY)/.stamp
 	@$(PY) -m pytest -q
 
 bench: $(VENV)/.dev-stamp
-	$(PY) benchmarks/runtime.py --out benchmarks/results/runtime.md
+	$(PY) benchmarks/runtime.py --hour-file --out benchmarks/results/runtime.md
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_cm import metrics as M
-from edge_cm.errors import DataError
+from edge_cm.errors import DataError, ExportError
 
 
 def score_clips(bundle: Path, rows: Sequence, backend: str = "onnx") -> tuple[list, list[float | None]]:
@@ -109,7 +109,7 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
     if results:
         lines += ["", "Export gates: " + "; ".join(
             f"{k}: " + ", ".join(f"{kk} {vv:.4g}" if isinstance(vv, float) else f"{kk} {vv}"
-                                 for kk, vv in v.items() if kk in ("max_abs_logit_diff", "eer_float", "eer_int8",
+                                 for kk, vv in v.items() if kk in ("max_abs_logit_diff", "eer_float_percent", "eer_int8_percent",
                                                                    "decision_agreement", "passed"))
             for k, v in results.items())]
     return "\n".join(lines) + "\n"
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gate-windows", type=int, default=200)
     p.add_argument("--max-clips", type=int, default=0, help="score at most this many clips per split (0 = all)")
     p.add_argument("--train-seconds", type=float, default=None, help="CPU time the training run took (for the card)")
+    p.add_argument("--float-fallback", action="store_true",
+                   help="if an int8 gate fails, ship the float formats and record why in the bundle")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
@@ -167,12 +169,25 @@ def main(argv: list[str] | None = None) -> int:
                "test": {"pooled_eer": test["pooled"]["eer"], "pooled_auc": test["pooled"]["auc"],
                         "macro_f1_at_dev_threshold": test["macro_f1"],
                         "per_system_eer": {k: v["eer"] for k, v in test["systems"].items()}}}
-    bundle = export_bundle(
-        export_model, spec, args.out, formats=tuple(args.formats.split(",")), architecture=meta["architecture"],
-        calibration_windows=calib, eval_windows=gate_windows, eval_labels=gate_labels, threshold=threshold,
-        threshold_method="EER threshold of runtime clip scores on the dev split (systems unseen in training)",
-        metadata={"training_data": {"manifest": Path(args.manifest).name, "splits": summary},
-                  "metrics": metrics}, overwrite=args.force, name=name)
+    formats = tuple(args.formats.split(","))
+    kwargs = dict(architecture=meta["architecture"], calibration_windows=calib, eval_windows=gate_windows,
+                  eval_labels=gate_labels, threshold=threshold, overwrite=args.force, name=name,
+                  threshold_method="EER threshold of runtime clip scores on the dev split (systems unseen in training)")
+    notes = ""
+    try:
+        bundle = export_bundle(export_model, spec, args.out, formats=formats,
+                               metadata={"training_data": {"manifest": Path(args.manifest).name, "splits": summary},
+                                         "metrics": metrics}, **kwargs)
+    except ExportError as exc:
+        float_only = tuple(f for f in formats if not f.endswith("int8"))
+        if float_only == formats or not args.float_fallback:
+            raise
+        # Ship what passed its gates and say why the int8 models are missing.
+        notes = f"int8 formats not shipped: {exc}"
+        print(f"edge-cm-train release: {notes}; exporting {', '.join(float_only)} only")
+        bundle = export_bundle(export_model, spec, args.out, formats=float_only,
+                               metadata={"training_data": {"manifest": Path(args.manifest).name, "splits": summary},
+                                         "metrics": metrics, "notes": notes}, **kwargs)
     card = model_card(name, meta["architecture"], bundle.meta.profile, dev, test, threshold, summary,
                       bundle.meta.export_gates, args.train_seconds)
     (Path(args.out) / "model_card.md").write_text(card, encoding="utf-8")

@@ -20,6 +20,7 @@ from edge_cm.features import FeatureSpec
 FAMILY_MODULES: tuple[str, ...] = (
     "training.models.efficientcnn",
     "training.models.resnetse",
+    "training.models.logmel_cnn",
 )
 """Modules imported on first lookup; each registers its architectures (a missing one is skipped)."""
 
