@@ -36,6 +36,17 @@ def describe_bundle(bundle: Bundle) -> str:
     for key, label in (("parameters", "parameters"), ("macs", "MACs/window")):
         if key in prof:
             lines.append(f"{label:<12} {prof[key]:,}")
+    lat = prof.get("latency") or {}
+    if lat.get("inference"):
+        fe = lat.get("front_end", {}).get("median_ms")
+        lines.append("latency      per 4-s window, 1 thread, measured at export"
+                     + (f": front end {fe:.2f} ms" if fe is not None else ""))
+        for key, v in lat["inference"].items():
+            lines.append(f"  {key:<16} {v['median_ms']:.2f} ms median, {v.get('p95_ms', float('nan')):.2f} ms p95")
+    for target, fits in (prof.get("targets") or {}).items():
+        ok = [k for k, v in fits.items() if v.get("fits")]
+        lines.append(f"fits {target}: {', '.join(ok) if ok else 'none'} (flash and RAM; "
+                     "times in the profile are estimates from MACs)")
     if m.metrics:
         lines.append("metrics:")
         for k, v in m.metrics.items():
