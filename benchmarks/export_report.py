@@ -42,13 +42,12 @@ def _models(args):
         spec = arch.feature_spec()
         if arch.needs_global_stats:
             spec = spec.with_global_stats(np.zeros(spec.n_bins), np.ones(spec.n_bins))
-        yield name + " (untrained)", name, model, spec
+        yield name + " (untrained)", name, model, spec, list(arch.classes)
     for ckpt in args.checkpoint or []:
-        from training.train import load_checkpoint
+        from export.cli import load_checkpoint_for_export
 
-        model, meta = load_checkpoint(ckpt)
-        yield f"{meta['architecture']} ({Path(ckpt).name})", meta["architecture"], _deployable(model), meta[
-            "feature_spec"]
+        model, spec, arch, classes, _ = load_checkpoint_for_export(Path(ckpt))
+        yield f"{arch} ({Path(ckpt).name})", arch, model, spec, classes
 
 
 SENTENCES = ("My voice is my password, verify me.", "Transfer five hundred dollars to my savings account.",
@@ -124,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         ev = load_windows(choose_rows(read_manifest(args.eval), args.eval_windows, salt="evaluation"))
     targets = load_targets()
     results, sections = {}, []
-    for label, arch, model, spec in _models(args):
+    for label, arch, model, spec, classes in _models(args):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             limits = GateLimits(int8_max_eer_increase_points=float("inf"), int8_min_decision_agreement=0.0) \
                 if args.record_int8_gates else GateLimits()
-            b = export_bundle(model, spec, Path(tmp) / "b", formats=formats, architecture=arch,
+            b = export_bundle(model, spec, Path(tmp) / "b", formats=formats, architecture=arch, classes=classes,
                               calibration_windows=cal.windows if cal else None,
                               eval_windows=ev.windows if ev else None, eval_labels=ev.labels if ev else None,
                               profile_repeats=args.repeats, limits=limits, micro=args.micro)

@@ -56,20 +56,48 @@ def _deployable(model):
     return export_module().eval() if callable(export_module) else model
 
 
+def _from_resnetse_checkpoint(path: Path):
+    """A ``edge-cm-train resnetse`` stage checkpoint (fine-tuned teacher or student): 8 classes,
+    front end (b); the deployed score is bona fide against the other seven."""
+    from edge_cm.features import resnetse_spec
+    from training.resnetse.pipeline import load_checkpoint
+
+    model, full = load_checkpoint(path)
+    if full.get("stage") == "ge2e":
+        raise ExportError(f"{path} is a GE2E pre-training checkpoint (speaker embeddings, no "
+                          "spoof head that was trained)", hint="export the fine-tuned teacher or the student")
+    history = full.get("history") or [{}]
+    extra = {"training_data": {"checkpoint": str(path), "stage": full.get("stage"),
+                               "epochs": len(history), "final_train_loss": history[-1].get("loss")}}
+    return model, resnetse_spec(), full["architecture"], list(full["classes"]), extra
+
+
+def load_checkpoint_for_export(path: Path):
+    """(deployable model, FeatureSpec, architecture, classes, bundle metadata) of a checkpoint of
+    ``edge-cm-train train`` or of a ResNetSE stage (``edge-cm-train resnetse``)."""
+    from training.train import load_checkpoint, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if "stage" in ckpt and "state_dict" in ckpt:
+        return _from_resnetse_checkpoint(path)
+    if "model_state" not in ckpt:
+        raise ExportError(f"{path} is not a checkpoint written by edge-cm-train",
+                          hint="pass the best.pt/last.pt of `edge-cm-train train` or a ResNetSE stage "
+                               "checkpoint of `edge-cm-train resnetse`")
+    model, meta = load_checkpoint(path)
+    extra = {"training_data": {"checkpoint": str(path), "manifest": getattr(meta.get("config"), "manifest", "")},
+             "metrics": meta.get("metrics") or {}}
+    return (_deployable(model), meta["feature_spec"], meta["architecture"],
+            list(meta.get("classes") or ["bonafide", "spoof"]), extra)
+
+
 def _load_model(args):
-    """(model, spec, architecture, metadata) from --checkpoint, --config or --program."""
+    """(model, spec, architecture, classes, metadata) from --checkpoint, --config or --program."""
     from edge_cm.features import FeatureSpec
 
     if args.checkpoint:
-        from training.train import load_checkpoint
-
-        model, meta = load_checkpoint(args.checkpoint)
-        model = _deployable(model)
-        extra = {"training_data": {"checkpoint": str(args.checkpoint),
-                                   "manifest": getattr(meta.get("config"), "manifest", "")},
-                 "metrics": meta.get("metrics") or {}}
-        return model, meta["feature_spec"], args.architecture or meta["architecture"], list(
-            meta.get("classes") or ["bonafide", "spoof"]), extra
+        model, spec, arch, classes, extra = load_checkpoint_for_export(args.checkpoint)
+        return model, spec, args.architecture or arch, classes, extra
     if args.config:
         from training.config import load_config
         from training.models import registry
@@ -90,7 +118,7 @@ def _load_model(args):
 
             # Untrained export: identity normalisation keeps the spec valid without training statistics.
             spec = spec.with_global_stats(np.zeros(spec.n_bins), np.ones(spec.n_bins))
-        return model, spec, args.architecture or cfg.architecture, ["bonafide", "spoof"], {
+        return model, spec, args.architecture or cfg.architecture, list(arch.classes), {
             "untrained": True, "notes": f"UNTRAINED: random weights of {cfg.architecture} from {args.config}"}
     if not args.feature_spec or not args.architecture:
         raise ExportError("--program needs --feature-spec and --architecture")

@@ -102,6 +102,22 @@ def test_copy_synthesis_keeps_duration_and_is_deterministic(clip, name):
     assert not np.allclose(y[: len(clip)], clip, atol=1e-3), "output must be resynthesised, not a copy"
 
 
+def test_mlsa_keeps_a_steep_loud_source_stable(shared_dir):
+    """An FSDD digit whose loud frames drive the MLSA filter past its Pade range (it diverged to
+    inf in a corpus build): the envelope of those frames is limited and the output is finite speech
+    at the source's level, close to it in log-mel distance."""
+    from training.corpus.vocoders import mlsa
+
+    x, rate = sf.read(shared_dir / "data" / "bonafide" / "fsdd" / "recordings" / "5_lucas_12.flac", dtype="float32")
+    assert rate == 16000
+    y = mlsa(x, seed=0)
+    assert np.all(np.isfinite(y)) and len(y) == len(x)
+    assert np.sqrt(np.mean(y.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(np.mean(x.astype(np.float64) ** 2)),
+                                                                        rel=1e-3)
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * np.std(x)
+    assert _spectral_distance(x, y) < 0.5 * _spectral_distance(x, noise)
+
+
 def _spectral_distance(a, b):
     from training.corpus.hifigan import log_mel_distance
 
@@ -372,3 +388,29 @@ def test_cli_rejects_unknown_system(mini_manifest, tmp_path):
 
     with pytest.raises(DataError, match="unknown system"):
         main(["build", "--bonafide", str(mini_manifest), "--out", str(tmp_path), "--systems", "tts_nope"])
+
+
+def test_per_system_cap_extends_a_plan_without_changing_its_first_files(mini_manifest, tmp_path, bonafide_dir):
+    """--system-minutes: a larger cap for one copy-synthesis system keeps the files it already planned
+    (so a rerun into the same folder only adds files) and leaves the other systems alone."""
+    from dataclasses import replace
+
+    from edge_cm.errors import DataError
+    from training.corpus.cli import _system_minutes
+
+    bona = builder.read_bonafide_manifest(bonafide_dir / "manifest.csv")
+    base = replace(_cfg(mini_manifest, tmp_path), systems=("voc_lpc", "tts_espeak_fr+f3"))
+    more = replace(base, minutes_per_system=_system_minutes(["voc_lpc=0.5"]))
+
+    def by_system(cfg):
+        jobs, _ = builder.plan(cfg, bona)
+        return {name: [j.out_rel for j in jobs if j.system == name] for name in ("voc_lpc", "tts_espeak_fr+f3")}
+
+    small, big = by_system(base), by_system(more)
+    assert len(big["voc_lpc"]) > len(small["voc_lpc"]) > 0
+    assert big["voc_lpc"][:len(small["voc_lpc"])] == small["voc_lpc"]
+    assert big["tts_espeak_fr+f3"] == small["tts_espeak_fr+f3"]
+    for bad, message in (("voc_lpc", "SYSTEM=MINUTES"), ("voc_lpc=0", "SYSTEM=MINUTES"),
+                         ("voc_lpc=x", "SYSTEM=MINUTES"), ("voc_nope=3", "unknown system")):
+        with pytest.raises(DataError, match=message):
+            _system_minutes([bad])

@@ -185,28 +185,40 @@ def test_classes_and_family_mapping():
 
 # -- export --------------------------------------------------------------------------------
 
-def test_untrained_student_exports_and_runs_in_edge_cm(tmp_path, real_speech):
-    """ONNX (torch.onnx.export) and TFLite (litert-torch) of the student, run by the edge_cm runtime."""
+def test_student_checkpoint_exports_through_edge_cm_export_and_runs_in_edge_cm(tmp_path, real_speech, capsys):
+    """A distillation-stage checkpoint -> `edge-cm-export --checkpoint` -> ONNX (torch.onnx.export) and
+    TFLite (litert-torch) of the student, run by the edge_cm runtime with front end (b)."""
+    from edge_cm.bundle import load_bundle
     from edge_cm.detector import load
-    from export.api import export_bundle
+    from export.cli import main
+    from training.resnetse.pipeline import save_checkpoint
 
     torch.manual_seed(1)
     model = registry.build("resnetse_student").eval()
+    ckpt = save_checkpoint(tmp_path / "student.pt", model, "resnetse_student", "distill", [{"loss": 1.5}])
+    out = tmp_path / "bundle"
+    assert main(["--checkpoint", str(ckpt), "--formats", "onnx,tflite", "--no-profile", "--out", str(out)]) == 0
+    meta = load_bundle(out).meta
+    assert meta.architecture == "resnetse_student" and meta.feature_spec == resnetse_spec()
+    assert list(meta.classes) == list(CLASSES)
+    assert meta.training_data["stage"] == "distill" and meta.training_data["final_train_loss"] == 1.5
     spec = resnetse_spec()
-    bundle = export_bundle(model, spec, tmp_path / "bundle", formats=("onnx", "tflite"),
-                           architecture="resnetse_student", classes=CLASSES, profile=False, window_samples=64000,
-                           metadata={"untrained": True})
     window = real_speech[:64000]
     feats = compute_features(spec, window)
     with torch.no_grad():
         logits_torch = model(torch.from_numpy(feats)[None, None]).numpy()[0]
     raw = float(np.logaddexp.reduce(logits_torch[1:]) - logits_torch[0])
     for backend in ("onnx", "tflite"):
-        result = load(bundle.path, backend=backend).detect_array(window, 16000)
+        result = load(out, backend=backend).detect_array(window, 16000)
         logits_rt = np.asarray(result.windows[0].logits)
         assert logits_rt.shape == (len(CLASSES),)
         np.testing.assert_allclose(logits_rt, logits_torch, atol=1e-3, err_msg=backend)
         assert result.windows[0].score == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-4)
+
+    ge2e = save_checkpoint(tmp_path / "ge2e.pt", model, "resnetse_student", "ge2e", [])
+    assert main(["--checkpoint", str(ge2e), "--formats", "onnx", "--no-profile", "--out", str(tmp_path / "no")]) == 1
+    assert "GE2E pre-training" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
 
 
 # -- the stages end to end (slow: three trainings and a BIM evaluation) ----------------------

@@ -33,6 +33,7 @@ from training.data.manifest import ManifestRow, write_manifest_csv
 from . import splits as splits_mod
 from . import systems as systems_mod
 from .normalise import SAMPLE_RATE, NormalisationSpec, normalise
+from .vocoders import UnstableSynthesis
 
 DEFAULT_MAX_MINUTES = 4.0
 """Default cap (minutes) of audio per spoofing system: 43 default systems x 4 min is about as much
@@ -58,6 +59,10 @@ class BuildConfig:
     jobs: int = 1
     seed: int = 0
     max_minutes_per_system: float = DEFAULT_MAX_MINUTES
+    minutes_per_system: dict[str, float] = field(default_factory=dict)
+    """Caps that override ``max_minutes_per_system`` for the named systems (e.g. more vocoded
+    training data); a copy-synthesis plan with a larger cap starts with the same files, so a
+    rerun into the same folder only adds files."""
     lyra_dir: Path | None = None
     sentences: Path = SENTENCES
     include_bonafide: bool = True
@@ -196,8 +201,8 @@ def plan(cfg: BuildConfig, bona: list[dict]) -> tuple[list[Job], dict[str, str]]
                             derive_seed(cfg.seed, "bonafide", rec["rel_path"]), src_path=rec["abs_path"],
                             condition=_bona_channel(rec)))
     sentences = read_sentences(cfg.sentences)
-    budget = cfg.max_minutes_per_system * 60.0
     for name, split in run.items():
+        budget = cfg.minutes_per_system.get(name, cfg.max_minutes_per_system) * 60.0
         system = systems_mod.get(name)
         rng = np.random.default_rng(derive_seed(cfg.seed, "plan", name))
         if system.kind == "copy":
@@ -346,7 +351,7 @@ def run_job(job: Job, out_dir: str, lyra_dir: str | None, spec: NormalisationSpe
         if len(y) < MIN_OUTPUT_SECONDS * SAMPLE_RATE or not np.any(np.abs(y) > 1e-4):
             raise DataError(f"{job.system}: output is empty or silent ({len(y)} samples)")
         write_flac_atomic(out_path, y)
-    except SkipJob as exc:
+    except (SkipJob, UnstableSynthesis) as exc:
         return JobResult(None, cpu_seconds=_cpu_now() - start, job=job, skip_reason=str(exc))
     except Exception as exc:  # one broken utterance must not stop a long build
         return JobResult(None, error=f"{type(exc).__name__}: {exc}", cpu_seconds=_cpu_now() - start, job=job)
@@ -454,6 +459,7 @@ def summarise(rows: list[ManifestRow], results: list[JobResult], skipped: dict[s
                      for r in results if r.skip_reason]
     return {
         "config": {"seed": cfg.seed, "jobs": cfg.jobs, "max_minutes_per_system": cfg.max_minutes_per_system,
+                   "minutes_per_system": dict(cfg.minutes_per_system),
                    "systems": list(cfg.systems) if cfg.systems else "default",
                    "bonafide_manifest": str(cfg.bonafide_manifest), "channel_match": cfg.channel_match,
                    "include_bonafide": cfg.include_bonafide},

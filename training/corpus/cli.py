@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_cm.errors import DataError
+
 from .builder import DEFAULT_MAX_MINUTES, SENTENCES, BuildConfig, build
 
 
@@ -25,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-minutes-per-system", type=float, default=DEFAULT_MAX_MINUTES,
                    help=f"cap of audio per spoofing system in minutes (default {DEFAULT_MAX_MINUTES})")
+    b.add_argument("--system-minutes", nargs="+", default=[], metavar="SYSTEM=MIN",
+                   help="per-system caps that override --max-minutes-per-system, e.g. voc_world_harvest=15")
     b.add_argument("--lyra-dir", type=Path, default=None,
                    help="folder with the Lyra TFLite models (default: $EDGE_CM_SHARED/assets/lyra)")
     b.add_argument("--sentences", type=Path, default=SENTENCES, help="LANG<TAB>sentence file for TTS")
@@ -35,6 +39,28 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="flag trivial cues that separate bona fide from spoof (training.shortcuts)",
                    add_help=False)
     return p
+
+
+def _system_minutes(items: list[str]) -> dict[str, float]:
+    """``["voc_lpc=10", ...]`` -> ``{"voc_lpc": 10.0}``; a malformed item is a typed error."""
+    from .systems import registry
+
+    known = registry()
+    caps: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            minutes = float(value)
+        except ValueError:
+            minutes = -1.0
+        if not sep or minutes <= 0:
+            raise DataError(f"--system-minutes {item!r}: expected SYSTEM=MINUTES with MINUTES > 0",
+                            hint="e.g. --system-minutes voc_world_harvest=15 voc_griffinlim=15")
+        if name not in known:
+            raise DataError(f"--system-minutes: unknown system {name!r}",
+                            hint="`edge-cm-train corpus systems` lists the names")
+        caps[name] = minutes
+    return caps
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +84,7 @@ def main(argv: list[str]) -> int:
         for name, reason in SKIPPED_ENGINES.items():
             print(f"{name:<40} {'tts':<8} {'-':<6} SKIP: {reason}")
         return 0
-    cfg = BuildConfig(bonafide_manifest=args.bonafide, out_dir=args.out,
+    cfg = BuildConfig(minutes_per_system=_system_minutes(args.system_minutes), bonafide_manifest=args.bonafide, out_dir=args.out,
                       systems=tuple(args.systems) if args.systems else None, jobs=args.jobs, seed=args.seed,
                       max_minutes_per_system=args.max_minutes_per_system,
                       lyra_dir=args.lyra_dir or _default_lyra_dir(), sentences=args.sentences,

@@ -18,7 +18,9 @@ def to_markdown(summary: dict) -> str:
     """The corpus card: minutes per system and split, speakers, languages, settings."""
     lines = ["# edge-cm offline spoof corpus", ""]
     cfg = summary["config"]
-    lines += [f"Seed {cfg['seed']}, at most {cfg['max_minutes_per_system']} min per spoofing system, "
+    overrides = ", ".join(f"`{k}` {v:g}" for k, v in (cfg.get("minutes_per_system") or {}).items())
+    lines += [f"Seed {cfg['seed']}, at most {cfg['max_minutes_per_system']} min per spoofing system"
+              f"{' (except ' + overrides + ')' if overrides else ''}, "
               f"channel matching of TTS {'on' if cfg['channel_match'] else 'off'}. "
               f"Bona fide source: `{cfg['bonafide_manifest']}`.", ""]
     lines += ["## Splits", "", "| split | bona fide files | bona fide min | spoof files | spoof min |",

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_cm.errors import DataError
+
 SAMPLE_RATE = 16000
 
 
@@ -51,10 +53,36 @@ def world(x: np.ndarray, seed: int = 0, f0_method: str = "harvest") -> np.ndarra
     return _fit_length(y, len(x))
 
 
+MLSA_RETRY_BOUNDS = (9.0, 7.0, 5.5, 4.5)
+"""Bounds (nepers) on sum |c_k| tried in turn when the MLSA filter diverges; 4.5 is the range of
+its 4th-order Pade approximation, within which it is always stable."""
+
+
+class UnstableSynthesis(DataError):
+    """A vocoder's filter diverged on one source recording; the builder skips that file."""
+
+
+def _mlsa_synthesis(source: np.ndarray, mc: np.ndarray, order: int, alpha: float, hop: int) -> np.ndarray:
+    import warnings
+
+    import pysptk
+    from pysptk.synthesis import MLSADF, Synthesizer
+
+    b = pysptk.mc2b(mc, alpha)
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # divergence is detected by the caller
+        return np.asarray(Synthesizer(MLSADF(order=order, alpha=alpha), hop).synthesis(source, b), dtype=np.float64)
+
+
+def _diverged(y: np.ndarray) -> bool:
+    # A diverging recursive filter grows without bound; a sane output (arbitrary gain from c0)
+    # stays many orders of magnitude below 1e12.
+    return not np.all(np.isfinite(y)) or float(np.max(np.abs(y), initial=0.0)) > 1e12
+
+
 def mlsa(x: np.ndarray, seed: int = 0, f0_method: str = "swipe", order: int = 24, alpha: float = 0.42) -> np.ndarray:
     """Mel-cepstral analysis + MLSA filter synthesis with pulse/noise excitation."""
     import pysptk
-    from pysptk.synthesis import MLSADF, Synthesizer
 
     hop = 80  # 5 ms
     frame_len = 512
@@ -74,9 +102,21 @@ def mlsa(x: np.ndarray, seed: int = 0, f0_method: str = "swipe", order: int = 24
     f0 = _fit_length(f0, n_frames).astype(np.float64)
     pitch = np.where(f0 > 0, SAMPLE_RATE / np.maximum(f0, 1e-3), 0.0)
     source = pysptk.excite(pitch, hopsize=hop, gaussian=True, seed=int(seed) % (2**31 - 1) + 1)
-    b = pysptk.mc2b(mc, alpha)
-    synth = Synthesizer(MLSADF(order=order, alpha=alpha), hop)
-    y = synth.synthesis(source, b)
+    y = _mlsa_synthesis(source, mc, order, alpha, hop)
+    if _diverged(y):
+        # The MLSA filter's Pade approximation is stable only while the log-amplitude response
+        # stays within its range (about 4.5 nepers at pd=4); a few loud, steep frames can exceed
+        # it. Sum |c_k| (k >= 1) bounds that response but loosely, so the frames above a bound
+        # are shrunk to it, from a generous bound down to the provably stable one.
+        bound = np.abs(mc[:, 1:]).sum(axis=1)
+        for limit in MLSA_RETRY_BOUNDS:
+            shrink = np.minimum(1.0, limit / np.maximum(bound, 1e-12))
+            y = _mlsa_synthesis(source, np.concatenate([mc[:, :1], mc[:, 1:] * shrink[:, None]], axis=1),
+                                order, alpha, hop)
+            if not _diverged(y):
+                break
+    if _diverged(y):
+        raise UnstableSynthesis("MLSA filter diverged on this source even with its envelope limited")
     # mcep of 512-sample windowed frames carries the window's energy in c0, so the filter's
     # absolute gain is arbitrary; match the source level (the corpus normaliser sets it anyway)
     y = _fit_length(y, len(x)).astype(np.float64)

@@ -24,12 +24,16 @@ N_FRAMES_4S = resnetse_spec().n_frames(64000)
 class LogMelCNN(nn.Module):
     """Features (B, 1, 40, frames) -> logits (B, 2)."""
 
-    def __init__(self, widths: tuple[int, ...] = WIDTHS, n_classes: int = 2, dropout: float = 0.2):
+    def __init__(self, widths: tuple[int, ...] = WIDTHS, n_classes: int = 2, dropout: float = 0.2,
+                 stem_stride: int = 1):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 1
         for i, cout in enumerate(widths):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            # A strided 5x5 first conv lets the same blocks take inputs with many more bins.
+            conv = (nn.Conv2d(cin, cout, 5, stride=stem_stride, padding=2) if i == 0 and stem_stride > 1
+                    else nn.Conv2d(cin, cout, 3, padding=1))
+            layers += [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
                        nn.AdaptiveAvgPool2d(1) if i == len(widths) - 1 else nn.MaxPool2d(2)]
             cin = cout
         self.features = nn.Sequential(*layers)

@@ -21,6 +21,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "training.models.efficientcnn",
     "training.models.resnetse",
     "training.models.logmel_cnn",
+    "training.models.logspec_cnn",
 )
 """Modules imported on first lookup; each registers its architectures (a missing one is skipped)."""
 
@@ -41,6 +42,7 @@ class Architecture:
         feature_spec: returns the front end the model expects (before normalisation stats).
         input_shape: the per-example input shape of a 4-s window, no batch dimension.
         needs_global_stats: training must compute per-bin mean/std on training data.
+        classes: names of the logits, ``classes[0] == "bonafide"``.
         multitask: the model has a source head (forward returns ``(logits, source_logits)``)
             and needs ``n_sources`` at build time.
         paper: figures from the literature to print beside ours (``params``, ``flops``...).
@@ -52,6 +54,7 @@ class Architecture:
     input_shape: tuple[int, ...]
     description: str = ""
     needs_global_stats: bool = False
+    classes: tuple[str, ...] = ("bonafide", "spoof")
     multitask: bool = False
     paper: dict[str, Any] = field(default_factory=dict)
 

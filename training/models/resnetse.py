@@ -202,13 +202,17 @@ def default_input_shape() -> tuple[int, int, int]:
 def _register() -> None:
     from training.models.registry import Architecture, register
 
+    from training.resnetse.families import CLASSES
+
     shape = default_input_shape()
     register(Architecture(name="resnetse_teacher", builder=build_teacher, feature_spec=resnetse_spec,
                           input_shape=shape, description="G-ResNetSE teacher: SE-ResNet34, channels 32-256, "
-                          "self-attentive pooling, 8 classes", paper=PAPER_FIGURES["resnetse_teacher"]))
+                          "self-attentive pooling, 8 classes", classes=tuple(CLASSES),
+                          paper=PAPER_FIGURES["resnetse_teacher"]))
     register(Architecture(name="resnetse_student", builder=build_student, feature_spec=resnetse_spec,
                           input_shape=shape, description="L-ResNetSE student: SE-ResNet34, channels 16-128, "
-                          "self-attentive pooling, 8 classes", paper=PAPER_FIGURES["resnetse_student"]))
+                          "self-attentive pooling, 8 classes", classes=tuple(CLASSES),
+                          paper=PAPER_FIGURES["resnetse_student"]))
 
 
 _register()
