@@ -456,3 +456,15 @@ def test_waveform_model_exports_with_samples_input(tmp_path, real_speech):
     for m in b.meta.models:
         assert m.input.shape == [1, WINDOW] and m.input.layout == "NT"
         assert b.meta.export_gates["results"][f"{m.format}/float32"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_gate_labels_take_spoof_for_any_non_bonafide_class_of_a_multiclass_model():
+    """A manifest says bonafide/spoof; an 8-class ResNetSE bundle's gates score bona fide against the rest."""
+    from edge_cm.errors import ExportError
+    from export.api import _labels_to_spoof
+
+    classes = ["bonafide", "tts_formant", "vocoder_source_filter"]
+    assert _labels_to_spoof(["bonafide", "spoof", "vocoder_source_filter", 0, 2], classes).tolist() == [
+        False, True, True, False, True]
+    with pytest.raises(ExportError, match="neither 'spoof' nor"):
+        _labels_to_spoof(["fake"], classes)

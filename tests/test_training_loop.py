@@ -172,6 +172,16 @@ def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path):
         assert torch.equal(pa, pb)
 
 
+def test_a_finished_run_continues_when_resumed_with_more_epochs(toy_manifest, tmp_path):
+    done = run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=2), tmp_path / "r")
+    assert done.state.finished and done.state.epoch == 1
+    again = run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=2), tmp_path / "r", resume=True)
+    assert again.state.epoch == 1 and again.state.global_step == 2  # same budget: nothing more to do
+    longer = run(toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2), tmp_path / "r", resume=True)
+    assert longer.state.finished and longer.state.epoch == 2 and longer.state.global_step == 4
+    assert [h["epoch"] for h in longer.state.history] == [1, 2]
+
+
 @pytest.fixture(scope="module")
 def trained_run(toy_manifest, tmp_path_factory):
     """A 2-epoch run with DataLoader worker processes: (config, trainer, run folder)."""

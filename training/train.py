@@ -272,6 +272,9 @@ class Trainer:
                                 best_val_loss=ts["best_val_loss"], epoch_loss_sum=ts["epoch_loss_sum"],
                                 epoch_loss_count=ts["epoch_loss_count"], finished=ts["finished"],
                                 history=list(ts["history"]))
+        # A run that stopped at max_epochs continues when resumed with a larger max_epochs.
+        self.state.finished = self.state.finished and (
+            self.lr < self.cfg.min_lr or self.state.epoch >= self.cfg.max_epochs)
 
     # -- the loop -------------------------------------------------------------------
     def _log(self, row: dict) -> None:
