@@ -118,8 +118,13 @@ def _force_int8_io(path: Path) -> None:
 def tflite_interpreter(path: str | Path, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        # e.g. an int8 SOFTMAX whose output scale is not 1/256 (attention pooling after PT2E)
+        raise ExportError(f"the TFLite interpreter rejects the converted model: {exc}", path=path,
+                          hint="export this model as float TFLite and/or int8 ONNX") from exc
     return interp
 
 

@@ -468,3 +468,13 @@ def test_gate_labels_take_spoof_for_any_non_bonafide_class_of_a_multiclass_model
         False, True, True, False, True]
     with pytest.raises(ExportError, match="neither 'spoof' nor"):
         _labels_to_spoof(["fake"], classes)
+
+
+def test_a_tflite_file_the_interpreter_rejects_is_an_export_error(tmp_path):
+    from edge_cm.errors import ExportError
+    from export.tflite_export import tflite_interpreter
+
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"TFL3" + bytes(60))
+    with pytest.raises(ExportError, match="rejects the converted model"):
+        tflite_interpreter(bad)
