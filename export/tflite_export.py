@@ -59,6 +59,31 @@ def export_tflite(model, example, path: str | Path) -> Path:
     return path
 
 
+def _quantizer_class():
+    """litert-torch's PT2E quantizer, plus the int8 SOFTMAX output TFLite requires.
+
+    litert-torch gives SOFTMAX its fixed output quantisation (scale 1/256, zero point -128)
+    only for ``aten._softmax``; ``torch.export`` of a model that calls ``torch.softmax``
+    leaves ``aten.softmax.int``, whose output then gets an observed scale that the TFLite
+    int8 kernel refuses at load time (ResNetSE's attentive pooling hit this).
+    """
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    class SoftmaxAwareQuantizer(pt2e_quantizer.PT2EQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if node.op == "call_function" and node.target == torch.ops.aten.softmax.int:
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        output_qspec=get_fixed_qparams_qspec(self.global_config), _annotated=True)
+            return model
+
+    return SoftmaxAwareQuantizer
+
+
 def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: str | Path, *,
                        per_channel: bool = True) -> Path:
     """Full-integer int8 .tflite via PT2E post-training quantisation.
@@ -78,7 +103,7 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
     try:
         with _quiet():
             graph = torch.export.export(eval_mode(model), (example,)).module()
-            quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            quantizer = _quantizer_class()().set_global(
                 pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
             prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
             n = 0

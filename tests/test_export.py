@@ -478,3 +478,36 @@ def test_a_tflite_file_the_interpreter_rejects_is_an_export_error(tmp_path):
     bad.write_bytes(b"TFL3" + bytes(60))
     with pytest.raises(ExportError, match="rejects the converted model"):
         tflite_interpreter(bad)
+
+
+def test_int8_tflite_of_a_softmax_attention_pooling_loads_and_tracks_float(tmp_path):
+    """torch.softmax exports as aten.softmax.int; without the fixed 1/256 output scale the TFLite
+    int8 SOFTMAX kernel refuses the model at load time (what happened to the ResNetSE student)."""
+    import torch
+    from torch import nn
+
+    from export.tflite_export import export_tflite_int8, run_tflite, tflite_interpreter
+
+    class AttentivePool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.score = nn.Conv1d(4, 4, 1)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x)).mean(dim=2)  # (B, 4, T)
+            return self.head((h * torch.softmax(self.score(h), dim=2)).sum(dim=2))
+
+    torch.manual_seed(0)
+    model = AttentivePool().eval()
+    rng = np.random.default_rng(0)
+    windows = [rng.standard_normal((1, 1, 8, 40)).astype(np.float32) for _ in range(24)]
+    path = export_tflite_int8(model, torch.from_numpy(windows[0]), windows[:16], tmp_path / "m.tflite")
+    interp = tflite_interpreter(path)  # raised "SOFTMAX failed to prepare" before
+    ops = {d["op_name"] for d in interp._get_ops_details()}
+    assert "SOFTMAX" in ops
+    with torch.no_grad():
+        ref = np.stack([model(torch.from_numpy(w)).numpy()[0] for w in windows[16:]])
+    got = np.stack([run_tflite(interp, w).reshape(-1) for w in windows[16:]])
+    assert np.max(np.abs(got - ref)) < 0.1 * (np.max(np.abs(ref)) + 1e-3)
