@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# EfficientCNN family on `{args.manifest.name}`",
         "",
         f"Trained with `benchmarks/efficientcnn_table.py` (batch {args.batch_size}, at most {args.max_epochs} epochs, "
-        f"seed {args.seed}, {torch.get_num_threads()} CPU threads). EER on the `{args.eval_split}` split: "
+        f"training files {args.max_train_files or 'all'}, validation files {args.max_val_files or 'all'}, "
+        f"seed {args.seed}, {torch.get_num_threads()} CPU threads; command: `{' '.join(sys.argv)}`). EER on the `{args.eval_split}` split: "
         f"seen systems {sorted(seen)}, held-out systems {sorted(held)}. Parameters and size are of the exported "
         "model (no multi-task head); MFLOPs = 2 x conv+linear MACs for one 4-s window.",
         "",
