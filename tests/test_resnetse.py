@@ -195,7 +195,9 @@ def test_student_checkpoint_exports_through_edge_cm_export_and_runs_in_edge_cm(t
 
     torch.manual_seed(1)
     model = registry.build("resnetse_student").eval()
-    ckpt = save_checkpoint(tmp_path / "student.pt", model, "resnetse_student", "distill", [{"loss": 1.5}])
+    # extra as the distill stage writes it (a JSON-able config), so the safe weights-only read is exercised
+    ckpt = save_checkpoint(tmp_path / "student.pt", model, "resnetse_student", "distill", [{"loss": 1.5}],
+                           {"config": {"out": str(tmp_path / "student.pt"), "aeg": "active"}, "seconds": 1.0})
     out = tmp_path / "bundle"
     assert main(["--checkpoint", str(ckpt), "--formats", "onnx,tflite", "--no-profile", "--out", str(out)]) == 0
     meta = load_bundle(out).meta
