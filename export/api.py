@@ -101,7 +101,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                   threshold_method: str = DEFAULT_THRESHOLD_METHOD, metadata: dict | None = None,
                   overwrite: bool = False, per_channel: bool = True, onnx_exporter: str = "auto",
                   limits: GateLimits = GateLimits(), profile: bool = True, profile_repeats: int = 10, data_note: str = "",
-                  name: str | None = None, micro: bool = False, c_array_dir: str | Path | None = None) -> Bundle:
+                  name: str | None = None, micro: bool = False, c_array_dir: str | Path | None = None,
+                  int8_keep_float: Sequence[str] = ()) -> Bundle:
     """Export ``model`` to ``formats`` (onnx, onnx-int8, tflite, tflite-int8), gate, profile and write a bundle.
 
     The model maps the features of one window, shape :func:`model_input_shape`, to logits
@@ -114,6 +115,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
 
     ``micro``: also run the int8 .tflite in TensorFlow Lite Micro (profile ``micro``);
     ``c_array_dir``: also write the int8 (else float) .tflite as ``model_data.h/.cc`` there.
+    ``int8_keep_float``: torch module names (``features.0``) left float32 in both int8 formats
+    (mixed precision; each int8 gate records them and the float ops that remain).
     """
     import torch
 
@@ -149,6 +152,7 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
     if isinstance(probe, (tuple, list)):
         # multi-task models return (logits, source_logits): only the class logits are deployed
         model = LogitsOnly(model).eval()
+        int8_keep_float = [f"inner.{m}" for m in int8_keep_float]
         with torch.no_grad():
             probe = model(example)
     if tuple(probe.shape) != (1, len(classes)):
@@ -190,7 +194,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
             if fmt == "onnx-int8":
                 from .quantize import quantize_onnx_int8
 
-                quantize_onnx_int8(float_onnx, path, iter(calib_inputs), per_channel=per_channel)
+                quantize_onnx_int8(float_onnx, path, iter(calib_inputs), per_channel=per_channel,
+                                   keep_float=int8_keep_float)
             elif fmt == "tflite":
                 from .tflite_export import export_tflite
 
@@ -200,7 +205,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                 from .tflite_export import export_tflite_int8
 
                 int8_model, _ = affine_standalone_batchnorm(model)
-                export_tflite_int8(int8_model, example, iter(calib_inputs), path, per_channel=per_channel)
+                export_tflite_int8(int8_model, example, iter(calib_inputs), path, per_channel=per_channel,
+                                   keep_float=int8_keep_float)
             timings[fmt] = time.perf_counter() - t0
 
             if bformat == "onnx":
@@ -228,6 +234,7 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                                             + (f"; {data_note}" if data_note else ""),
                                        calibration_windows=len(calib_inputs), limits=limits)
                 gates[key]["float_ops"] = tflite_float_ops(path) if bformat == "tflite" else onnx_float_ops(path)
+                gates[key]["kept_float_modules"] = list(int8_keep_float)
             files[fname] = path
             models.append(ModelFile(file=fname, format=bformat, precision=precision, sha256="", size_bytes=0,
                                     input=tin, output=tout))

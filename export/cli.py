@@ -37,6 +37,9 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-windows", type=int, default=64, help="4-s windows (one per file) to calibrate on")
     p.add_argument("--eval-windows", type=int, default=200, help="windows (one per file) for the gates")
     p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor (default: per channel)")
+    p.add_argument("--int8-keep-float", default="", metavar="MODULES",
+                   help="comma-separated torch module names left float32 in the int8 models, e.g. features.0 "
+                        "(mixed precision, for a first layer that int8 inputs hurt)")
     p.add_argument("--threshold", type=float, default=None, help="spoof-score threshold (default: checkpoint "
                    "metrics' calibrated threshold if any, else 0.5)")
     p.add_argument("--onnx-exporter", default="auto", choices=("auto", "dynamo", "torchscript"))
@@ -160,6 +163,7 @@ def run_export(argv: list[str]) -> int:
         eval_windows=ev.windows if ev else None, eval_labels=ev.labels if ev else None,
         window_samples=window_samples, threshold=threshold, threshold_method=method, metadata=extra,
         overwrite=args.force, per_channel=not args.per_tensor, onnx_exporter=args.onnx_exporter,
+        int8_keep_float=[m for m in args.int8_keep_float.split(",") if m],
         profile=not args.no_profile, name=args.name, micro=args.micro, c_array_dir=args.c_array)
     for key, g in bundle.meta.export_gates["results"].items():
         if g["kind"] == "float_parity":

@@ -39,8 +39,23 @@ def load_targets(path: str | Path | None = None) -> dict:
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
-def count_parameters(model) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+def count_parameters(model, fixed: bool = False) -> int:
+    """Trained weights (the convention of the papers and of the registry's ``count_params``).
+
+    ``fixed``: count the frozen ones instead (``requires_grad=False``, e.g. a fixed mel
+    projection); like BatchNorm running statistics they are stored but not learned.
+    """
+    params = list(model.parameters())
+    if not any(p.requires_grad for p in params):  # a wholly frozen copy (inference only): all of it was trained
+        return 0 if fixed else int(sum(p.numel() for p in params))
+    return int(sum(p.numel() for p in params if p.requires_grad != fixed))
+
+
+def parameters_text(profile: dict) -> str:
+    """``46,742 (+ 10,280 fixed, not trained)`` when the model has fixed weights, else ``46,742``."""
+    fixed = profile.get("fixed_parameters") or 0
+    text = f"{profile.get('parameters', 0):,}"
+    return f"{text} (+ {fixed:,} fixed, not trained)" if fixed else text
 
 
 def count_macs(model, example) -> int:
@@ -145,7 +160,8 @@ def model_stats(model, example) -> dict:
     except Exception:  # flop_counter is a cross-check; a failure must not stop an export
         fc = None
     act = activation_memory(model, example)
-    return {"parameters": count_parameters(model), "macs": macs, "macs_flop_counter": fc,
+    return {"parameters": count_parameters(model), "fixed_parameters": count_parameters(model, fixed=True),
+            "macs": macs, "macs_flop_counter": fc,
             "mac_convention": "conv: out_elements*in_ch/groups*kernel; linear: in*out; batch 1, one window; "
                               "bias/norm/activation/pool/front end not counted",
             "input_shape": [int(d) for d in example.shape], "activation_memory": act}
@@ -181,7 +197,7 @@ def profile_markdown(profile: dict, targets: dict | None = None) -> str:
     if act is None:
         lines = ["- no parameters / MACs / arena estimate stored (the bundle was exported with --no-profile)"]
     else:
-        lines = [f"- parameters: {profile['parameters']:,}",
+        lines = [f"- parameters: {parameters_text(profile)}",
                  f"- MACs per window: {profile['macs']:,} (flop_counter / 2: {profile.get('macs_flop_counter')})",
                  f"- input shape: {profile['input_shape']}",
                  f"- activation arena estimate: {act['bytes']['float32']:,} B float32, "

@@ -5,7 +5,7 @@ import contextlib
 import io
 import logging
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,11 +32,31 @@ class _WindowReader:
         pass
 
 
+def float_nodes(model_path: str | Path, keep_float: Sequence[str]) -> list[str]:
+    """ONNX node names of the torch modules ``keep_float`` (matched by their ``<module>.weight`` input).
+
+    Raises :class:`ExportError` for a module that no node uses, so a typo never quietly
+    quantises the layer it meant to keep.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    names: list[str] = []
+    for module in keep_float:
+        hits = [n.name for n in graph.node if f"{module}.weight" in n.input]
+        if not hits:
+            raise ExportError(f"no ONNX node uses the weights of module {module!r}", path=model_path,
+                              hint="name a conv/linear module of the model, e.g. features.0")
+        names += hits
+    return names
+
+
 def quantize_onnx_int8(float_model: str | Path, out_path: str | Path, calibration: Iterable[np.ndarray], *,
-                       per_channel: bool = True) -> Path:
+                       per_channel: bool = True, keep_float: Sequence[str] = ()) -> Path:
     """Write an int8 QDQ copy of ``float_model`` (int8 weights and activations, float32 input/output).
 
-    Activation ranges come from min/max over the ``calibration`` inputs.
+    Activation ranges come from min/max over the ``calibration`` inputs. ``keep_float``:
+    torch module names (``features.0``) whose layers stay float32, with their input.
     """
     try:
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -67,10 +87,14 @@ def quantize_onnx_int8(float_model: str | Path, out_path: str | Path, calibratio
                 source = pre
             except Exception:
                 source = float_model
+            excluded = float_nodes(source, keep_float) if keep_float else []
             quantize_static(str(source), str(out_path), reader, quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             per_channel=per_channel, calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=excluded,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    except ExportError:
+        raise
     except Exception as exc:
         raise ExportError(f"ONNX int8 quantisation failed ({type(exc).__name__}: {str(exc)[:300]})",
                           path=float_model) from None

@@ -10,7 +10,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .evalmode import eval_mode
 from edge_cm.errors import DependencyError, ExportError
 
 # TfLiteType enum values (tensorflow/lite/schema), as the model-interface rewriter expects them.
+_TFL_FLOAT32 = 0
 _TFL_INT8 = 9
 
 
@@ -59,13 +60,22 @@ def export_tflite(model, example, path: str | Path) -> Path:
     return path
 
 
-def _quantizer_class():
+def _in_modules(node, modules: Sequence[str]) -> bool:
+    """True when ``node`` was traced inside one of the torch ``modules`` (``features.0``)."""
+    paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+    return any(p == m or p.startswith(m + ".") for p in paths for m in modules)
+
+
+def _quantizer_class(keep_float: Sequence[str] = ()):
     """litert-torch's PT2E quantizer, plus the int8 SOFTMAX output TFLite requires.
 
     litert-torch gives SOFTMAX its fixed output quantisation (scale 1/256, zero point -128)
     only for ``aten._softmax``; ``torch.export`` of a model that calls ``torch.softmax``
     leaves ``aten.softmax.int``, whose output then gets an observed scale that the TFLite
     int8 kernel refuses at load time (ResNetSE's attentive pooling hit this).
+
+    ``keep_float``: module names whose ops lose their annotation, so they stay float32
+    (litert-torch's ``set_module_name`` does not accept "no quantisation").
     """
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -79,17 +89,20 @@ def _quantizer_class():
                 if node.op == "call_function" and node.target == torch.ops.aten.softmax.int:
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         output_qspec=get_fixed_qparams_qspec(self.global_config), _annotated=True)
+                if keep_float and _in_modules(node, keep_float):
+                    node.meta.pop("quantization_annotation", None)
             return model
 
     return SoftmaxAwareQuantizer
 
 
 def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: str | Path, *,
-                       per_channel: bool = True) -> Path:
-    """Full-integer int8 .tflite via PT2E post-training quantisation.
+                       per_channel: bool = True, keep_float: Sequence[str] = ()) -> Path:
+    """Int8 .tflite via PT2E post-training quantisation; full-integer unless ``keep_float``.
 
     ``calibration`` yields model inputs (each of the shape of ``example``): the
-    representative dataset whose activation ranges set the int8 scales.
+    representative dataset whose activation ranges set the int8 scales. ``keep_float``:
+    torch module names kept float32; a model whose first layer is kept float takes float input.
     """
     import torch
 
@@ -103,7 +116,13 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
     try:
         with _quiet():
             graph = torch.export.export(eval_mode(model), (example,)).module()
-            quantizer = _quantizer_class()().set_global(
+            if keep_float:
+                names = {name for name, _ in model.named_modules()}
+                missing = [m for m in keep_float if m not in names]
+                if missing:
+                    raise ExportError(f"keep-float module(s) {missing} are not in the model",
+                                      hint="name modules as model.named_modules() does, e.g. features.0")
+            quantizer = _quantizer_class(tuple(keep_float))().set_global(
                 pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
             prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
             n = 0
@@ -121,19 +140,29 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
     except Exception as exc:
         raise ExportError(f"int8 TFLite conversion failed ({type(exc).__name__}: {str(exc)[:300]})", path=path,
                           hint="check the model and the calibration windows") from None
-    _force_int8_io(path)
+    _force_int8_io(path, keep_float_input=bool(keep_float))
     return path
 
 
-def _force_int8_io(path: Path) -> None:
-    """Make the model's input and output int8 if the converter left a float interface."""
+def _force_int8_io(path: Path, keep_float_input: bool = False) -> None:
+    """Make the model's input and output int8 if the converter left a float interface.
+
+    ``keep_float_input``: leave a float input alone when the first layer is float.
+    """
     inp, out = tflite_tensor_info(path)
-    if inp.dtype == "int8" and out.dtype == "int8":
+    if (inp.dtype == "int8" or keep_float_input) and out.dtype == "int8":
         return
+    if keep_float_input and inp.dtype != "int8":
+        _modify_interface(path, _TFL_FLOAT32, _TFL_INT8)
+        return
+    _modify_interface(path, _TFL_INT8, _TFL_INT8)
+
+
+def _modify_interface(path: Path, input_type: int, output_type: int) -> None:
     from ai_edge_litert import _pywrap_modify_model_interface as mmi
 
     tmp = path.with_suffix(".io.tflite")
-    status = mmi.modify_model_interface(str(path), str(tmp), _TFL_INT8, _TFL_INT8)
+    status = mmi.modify_model_interface(str(path), str(tmp), input_type, output_type)
     if status != 0:
         tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot make the int8 model's interface int8 (status {status})", path=path)

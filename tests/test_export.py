@@ -511,3 +511,36 @@ def test_int8_tflite_of_a_softmax_attention_pooling_loads_and_tracks_float(tmp_p
         ref = np.stack([model(torch.from_numpy(w)).numpy()[0] for w in windows[16:]])
     got = np.stack([run_tflite(interp, w).reshape(-1) for w in windows[16:]])
     assert np.max(np.abs(got - ref)) < 0.1 * (np.max(np.abs(ref)) + 1e-3)
+
+
+def _manifest_windows(manifest: Path) -> list[np.ndarray]:
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return [_window(read_audio(row["path"])) for row in csv.DictReader(f)]
+
+
+def test_int8_keep_float_leaves_the_first_layer_float_in_both_formats(trained, exported, tmp_path):
+    """Mixed precision: the named module stays float32 (its weights and input), the rest int8; a typo is an error."""
+    import edge_cm
+    from edge_cm.errors import ExportError
+    from export.api import export_bundle
+
+    calib = _manifest_windows(trained["calib"])
+    kwargs = dict(formats=("onnx-int8", "tflite-int8"), architecture="tiny_cnn", calibration_windows=calib,
+                  eval_windows=trained["ev_windows"], eval_labels=trained["ev_labels"], profile=False)
+    b = export_bundle(trained["model"], trained["spec"], tmp_path / "mixed", int8_keep_float=["body.0"], **kwargs)
+    gates = b.meta.export_gates["results"]
+    full = exported["bundle"].meta.export_gates["results"]
+    assert "Conv" not in full["onnx/int8"]["float_ops"] and full["tflite/int8"]["float_ops"] == []
+    assert gates["onnx/int8"]["float_ops"] == ["Conv", "Relu"] and gates["onnx/int8"]["kept_float_modules"] == ["body.0"]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(gates["tflite/int8"]["float_ops"])
+    tfl = b.select(fmt="tflite")[0]
+    assert tfl.input.dtype == "float32" and tfl.output.dtype == "int8"
+    window = trained["ev_windows"][0]
+    ref = _torch_logits(trained["model"], trained["spec"], [window])[0]
+    for backend in ("onnx", "tflite"):
+        (result,) = edge_cm.load(b.path, backend=backend, precision="int8").process(window)
+        assert np.max(np.abs(np.array(result.logits) - ref)) < 0.1 * np.max(np.abs(ref)) + 0.05
+    for bad in ("body.9", "head.weight"):
+        with pytest.raises(ExportError, match="body.9|head.weight"):
+            export_bundle(trained["model"], trained["spec"], tmp_path / f"bad_{bad}", int8_keep_float=[bad], **kwargs)
+        assert not (tmp_path / f"bad_{bad}").exists()

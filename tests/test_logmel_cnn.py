@@ -1,6 +1,7 @@
 """The small CNNs of the default model: registered, under 50k parameters, any window length."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from training.models.logspec_cnn import logspec_spec
 @pytest.mark.parametrize("name, spec, params, global_stats", [
     ("logmel_cnn", resnetse_spec(), 46_834, False),
     ("logspec_cnn", logspec_spec(), 47_090, True),
+    ("spec_mel_cnn", logspec_spec(), 46_742, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
     arch = registry.get(name)
@@ -31,6 +33,10 @@ def test_forward_shapes_for_4_s_and_other_lengths():
     with torch.no_grad():
         assert spec_model(torch.randn(2, 1, 257, 397)).shape == (2, 2)
         assert spec_model(torch.randn(1, 1, 257, 120)).shape == (1, 2)
+    two_view = registry.build("spec_mel_cnn").eval()
+    with torch.no_grad():
+        assert two_view(torch.randn(2, 1, 257, 397)).shape == (2, 2)
+        assert two_view(torch.randn(1, 257, 120)).shape == (1, 2)
 
 
 def test_logspec_stem_is_strided_and_the_default_layout_unchanged():
@@ -39,3 +45,58 @@ def test_logspec_stem_is_strided_and_the_default_layout_unchanged():
     assert plain.features[0].stride == (1, 1) and plain.features[0].kernel_size == (3, 3)
     assert strided.features[0].stride == (2, 2) and strided.features[0].kernel_size == (5, 5)
     assert [k for k in plain.state_dict()] == [k for k in strided.state_dict()]
+
+
+def test_spec_mel_band_projection_is_fixed_mel_means():
+    """The band branch's projection: 40 increasing mel triangles, each a weighted mean of bins, never trained."""
+    from training.models.spec_mel_cnn import band_projection
+
+    proj = band_projection(logspec_spec())
+    assert proj.shape == (40, 257) and np.allclose(proj.sum(axis=1), 1.0, atol=1e-6)
+    centres = proj.argmax(axis=1)
+    assert np.all(np.diff(centres) > 0) and centres[0] < 5 and centres[-1] > 220  # 20 Hz .. 7.6 kHz
+    model = registry.build("spec_mel_cnn")
+    before = model.bands.weight.detach().clone()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 257, 120)), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    opt.step()
+    assert torch.equal(model.bands.weight, before) and model.bands.weight.grad is None
+    from export.profile import count_parameters, parameters_text
+
+    assert (count_parameters(model), count_parameters(model, fixed=True)) == (46_742, 40 * 257)
+    assert parameters_text({"parameters": 46_742, "fixed_parameters": 10_280}) == "46,742 (+ 10,280 fixed, not trained)"
+    frozen = registry.build("logmel_cnn").requires_grad_(False)
+    assert (count_parameters(frozen), count_parameters(frozen, fixed=True)) == (46_834, 0)
+    assert not torch.equal(model.fine[0].weight.grad, torch.zeros_like(model.fine[0].weight))
+
+
+def test_spec_mel_band_branch_ignores_a_level_change_the_fine_branch_sees():
+    """A constant added to every log bin (a gain change) leaves the per-window-normalised band view unchanged."""
+    model = registry.build("spec_mel_cnn").eval()
+    x = torch.randn(2, 1, 257, 200)
+
+    def views(inp):
+        bands = model.bands(inp.transpose(2, 3)).transpose(2, 3)
+        bands = (bands - bands.mean(3, keepdim=True)) / torch.sqrt(bands.var(3, unbiased=False, keepdim=True) + model.eps)
+        return model.fine(inp), model.band(bands)
+
+    with torch.no_grad():
+        (fine_a, band_a), (fine_b, band_b) = views(x), views(x + 3.0)
+    assert torch.allclose(band_a, band_b, atol=1e-4)
+    assert not torch.allclose(fine_a, fine_b, atol=1e-2)
+
+
+def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path):
+    """The fixed projection and the in-model normalisation survive both exporters (float)."""
+    from export.api import export_bundle
+
+    torch.manual_seed(0)
+    model = registry.build("spec_mel_cnn").eval()
+    spec = logspec_spec().with_global_stats(np.full(257, -4.0, np.float32), np.full(257, 2.0, np.float32))
+    rng = np.random.default_rng(0)
+    windows = [(0.1 * rng.standard_normal(64000)).astype(np.float32) for _ in range(2)]
+    bundle = export_bundle(model, spec, tmp_path / "b", formats=("onnx", "tflite"), architecture="spec_mel_cnn",
+                           eval_windows=windows, profile=False)
+    for fmt in ("onnx", "tflite"):
+        assert bundle.meta.export_gates["results"][f"{fmt}/float32"]["max_abs_logit_diff"] <= 1e-4

@@ -84,7 +84,9 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
                summary: dict, gates: dict, train_seconds: float | None) -> str:
     lines = [f"### Model card: `{meta_name}` ({arch})", ""]
     if profile:
-        lines.append(f"Parameters {profile.get('parameters', 0):,}; MACs per 4-s window "
+        from export.profile import parameters_text
+
+        lines.append(f"Parameters {parameters_text(profile)}; MACs per 4-s window "
                      f"{profile.get('macs', 0):,}.")
     tr = summary["train"]
     lines += [f"Trained on the developer corpus train split: {tr['bonafide_files']} bona fide clips "
@@ -127,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--formats", default="onnx,tflite,onnx-int8,tflite-int8")
     p.add_argument("--calibration-windows", type=int, default=64)
-    p.add_argument("--gate-windows", type=int, default=200)
+    # 400: with ~100 windows per class an EER step is ~1 point, coarser than the 0.5-point int8 limit.
+    p.add_argument("--gate-windows", type=int, default=400)
     p.add_argument("--max-clips", type=int, default=0, help="score at most this many clips per split (0 = all)")
     p.add_argument("--train-seconds", type=float, default=None, help="wall-clock seconds the training took (for the card)")
     p.add_argument("--float-fallback", action="store_true",
                    help="if an int8 gate fails, ship the float formats and record why in the bundle")
+    p.add_argument("--int8-keep-float", default="", metavar="MODULES",
+                   help="comma-separated module names left float32 in the int8 models (see edge-cm-export)")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     formats = tuple(args.formats.split(","))
     kwargs = dict(architecture=meta["architecture"], calibration_windows=calib, eval_windows=gate_windows,
                   eval_labels=gate_labels, threshold=threshold, overwrite=args.force, name=name,
+                  int8_keep_float=[m for m in args.int8_keep_float.split(",") if m],
                   threshold_method="EER threshold of runtime clip scores on the dev split (systems unseen in training)")
     notes = ""
     try:

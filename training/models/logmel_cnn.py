@@ -21,23 +21,31 @@ WIDTHS = (16, 32, 48, 64)
 N_FRAMES_4S = resnetse_spec().n_frames(64000)
 
 
+def conv_blocks(widths: tuple[int, ...], stem_stride: int = 1) -> nn.Sequential:
+    """3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool per width; the last block pools globally.
+
+    ``stem_stride`` > 1 makes the first conv 5x5 with that stride, so the same blocks take
+    inputs with many more bins. Output (B, widths[-1], 1, 1).
+    """
+    layers: list[nn.Module] = []
+    cin = 1
+    for i, cout in enumerate(widths):
+        conv = (nn.Conv2d(cin, cout, 5, stride=stem_stride, padding=2) if i == 0 and stem_stride > 1
+                else nn.Conv2d(cin, cout, 3, padding=1))
+        layers += [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                   nn.AdaptiveAvgPool2d(1) if i == len(widths) - 1 else nn.MaxPool2d(2)]
+        cin = cout
+    return nn.Sequential(*layers)
+
+
 class LogMelCNN(nn.Module):
     """Features (B, 1, 40, frames) -> logits (B, 2)."""
 
     def __init__(self, widths: tuple[int, ...] = WIDTHS, n_classes: int = 2, dropout: float = 0.2,
                  stem_stride: int = 1):
         super().__init__()
-        layers: list[nn.Module] = []
-        cin = 1
-        for i, cout in enumerate(widths):
-            # A strided 5x5 first conv lets the same blocks take inputs with many more bins.
-            conv = (nn.Conv2d(cin, cout, 5, stride=stem_stride, padding=2) if i == 0 and stem_stride > 1
-                    else nn.Conv2d(cin, cout, 3, padding=1))
-            layers += [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                       nn.AdaptiveAvgPool2d(1) if i == len(widths) - 1 else nn.MaxPool2d(2)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, n_classes))
+        self.features = conv_blocks(widths, stem_stride)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], n_classes))
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_normal_(m.weight)

@@ -22,6 +22,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "training.models.resnetse",
     "training.models.logmel_cnn",
     "training.models.logspec_cnn",
+    "training.models.spec_mel_cnn",
 )
 """Modules imported on first lookup; each registers its architectures (a missing one is skipped)."""
 
