@@ -33,9 +33,12 @@ def describe_bundle(bundle: Bundle) -> str:
         lines.append(f"  {f.file:<24} {f.format:<6} {f.precision:<7} {_human_bytes(f.size_bytes):>10}  "
                      f"in {f.input.shape} -> out {f.output.shape}{q}")
     prof = m.profile or {}
-    for key, label in (("parameters", "parameters"), ("macs", "MACs/window")):
-        if key in prof:
-            lines.append(f"{label:<12} {prof[key]:,}")
+    if "parameters" in prof:
+        fixed = prof.get("fixed_parameters") or 0
+        lines.append(f"{'parameters':<12} {prof['parameters']:,}"
+                     + (f" (+ {fixed:,} fixed, not trained)" if fixed else ""))
+    if "macs" in prof:
+        lines.append(f"{'MACs/window':<12} {prof['macs']:,}")
     lat = prof.get("latency") or {}
     if lat.get("inference"):
         fe = lat.get("front_end", {}).get("median_ms")

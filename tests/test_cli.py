@@ -96,6 +96,17 @@ def test_info(float_bundle):
     assert meta["feature_spec"]["kind"] == "log_spectrogram" and meta["window_samples"] == 64000
 
 
+def test_info_of_the_default_bundle_separates_fixed_weights():
+    """SpecMelCNN's mel projection is stored but not trained: info shows it apart from the parameters."""
+    from edge_cm.bundle import default_bundle_path, load_bundle
+
+    prof = load_bundle(default_bundle_path()).meta.profile
+    res = run("info")
+    assert res.returncode == EXIT_OK, res.stderr
+    assert prof["fixed_parameters"] > 0
+    assert f"{prof['parameters']:,} (+ {prof['fixed_parameters']:,} fixed, not trained)" in res.stdout
+
+
 def test_demo_runs_the_default_bundle_over_every_clip():
     res = run("demo")
     assert res.returncode == EXIT_OK, res.stderr
