@@ -19,7 +19,6 @@ from .evalmode import eval_mode
 from edge_cm.errors import DependencyError, ExportError
 
 # TfLiteType enum values (tensorflow/lite/schema), as the model-interface rewriter expects them.
-_TFL_FLOAT32 = 0
 _TFL_INT8 = 9
 
 
@@ -102,7 +101,8 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
 
     ``calibration`` yields model inputs (each of the shape of ``example``): the
     representative dataset whose activation ranges set the int8 scales. ``keep_float``:
-    torch module names kept float32; a model whose first layer is kept float takes float input.
+    torch module names kept float32; a model whose first (last) layer is kept float keeps a
+    float input (output), which the bundle records and the runtime follows.
     """
     import torch
 
@@ -140,29 +140,20 @@ def export_tflite_int8(model, example, calibration: Iterable[np.ndarray], path: 
     except Exception as exc:
         raise ExportError(f"int8 TFLite conversion failed ({type(exc).__name__}: {str(exc)[:300]})", path=path,
                           hint="check the model and the calibration windows") from None
-    _force_int8_io(path, keep_float_input=bool(keep_float))
+    if not keep_float:  # a float first or last layer keeps its float input or output
+        _force_int8_io(path)
     return path
 
 
-def _force_int8_io(path: Path, keep_float_input: bool = False) -> None:
-    """Make the model's input and output int8 if the converter left a float interface.
-
-    ``keep_float_input``: leave a float input alone when the first layer is float.
-    """
+def _force_int8_io(path: Path) -> None:
+    """Make the model's input and output int8 if the converter left a float interface."""
     inp, out = tflite_tensor_info(path)
-    if (inp.dtype == "int8" or keep_float_input) and out.dtype == "int8":
+    if inp.dtype == "int8" and out.dtype == "int8":
         return
-    if keep_float_input and inp.dtype != "int8":
-        _modify_interface(path, _TFL_FLOAT32, _TFL_INT8)
-        return
-    _modify_interface(path, _TFL_INT8, _TFL_INT8)
-
-
-def _modify_interface(path: Path, input_type: int, output_type: int) -> None:
     from ai_edge_litert import _pywrap_modify_model_interface as mmi
 
     tmp = path.with_suffix(".io.tflite")
-    status = mmi.modify_model_interface(str(path), str(tmp), input_type, output_type)
+    status = mmi.modify_model_interface(str(path), str(tmp), _TFL_INT8, _TFL_INT8)
     if status != 0:
         tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot make the int8 model's interface int8 (status {status})", path=path)

@@ -544,3 +544,24 @@ def test_int8_keep_float_leaves_the_first_layer_float_in_both_formats(trained, e
         with pytest.raises(ExportError, match="body.9|head.weight"):
             export_bundle(trained["model"], trained["spec"], tmp_path / f"bad_{bad}", int8_keep_float=[bad], **kwargs)
         assert not (tmp_path / f"bad_{bad}").exists()
+
+
+def test_int8_tflite_with_float_first_and_last_layers_keeps_a_float_interface(tmp_path):
+    """Nothing forces an int8 interface onto float edge layers (the rewriter refuses such a model)."""
+    from export.tflite_export import export_tflite_int8, run_tflite, tflite_float_ops, tflite_tensor_info
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2)).eval()
+    rng = np.random.default_rng(0)
+    windows = [rng.standard_normal((1, 1, 16, 16)).astype(np.float32) for _ in range(12)]
+    path = export_tflite_int8(model, torch.from_numpy(windows[0]), windows[:8], tmp_path / "m.tflite",
+                              keep_float=["0", "6"])
+    inp, out = tflite_tensor_info(path)
+    assert inp.dtype == "float32" and out.dtype == "float32"
+    float_ops = set(tflite_float_ops(path))
+    assert "DEPTHWISE_CONV_2D" in float_ops and "FULLY_CONNECTED" in float_ops  # a 1-channel conv is depthwise
+    with torch.no_grad():
+        ref = np.stack([model(torch.from_numpy(w)).numpy()[0] for w in windows[8:]])
+    got = run_tflite(path, np.stack(windows[8:]))
+    assert np.max(np.abs(got - ref)) < 0.1 * np.max(np.abs(ref)) + 0.02
