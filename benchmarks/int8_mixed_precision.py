@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def measure(model, spec, calib: np.ndarray, gate: np.ndarray, is_spoof: np.ndarray, threshold: float,
+def measure(model, calib: np.ndarray, gate: np.ndarray, is_spoof: np.ndarray, threshold: float,
             keep_float: list[str], workdir: Path) -> list[dict]:
     """Gate values of ONNX int8 and TFLite int8 with ``keep_float`` modules left float32."""
     import torch
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-cm-int8-") as tmp:
         for setting in args.keep_float:
             keep = [] if setting == "-" else [m for m in setting.split(",") if m]
-            results += measure(model, spec, calib, gate, is_spoof, args.threshold, keep, Path(tmp))
+            results += measure(model, calib, gate, is_spoof, args.threshold, keep, Path(tmp))
     lines = [f"# int8 with float layers: `{meta['architecture']}`", "",
              f"Checkpoint `{Path(args.checkpoint).name}`; {len(calib)} calibration windows (train split), "
              f"{len(gate)} gate windows (dev split, {int(is_spoof.sum())} spoof); threshold {args.threshold:.4f}. "
