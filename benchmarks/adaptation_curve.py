@@ -1,6 +1,6 @@
 """Adaptation curve: fine-tune a trained detector vs train from scratch on a held-out system.
 
-    python benchmarks/adaptation_curve.py --checkpoint runs/efficientcnn/res_efficientcnn_small/best.pt \
+    python benchmarks/adaptation_curve.py --checkpoint edge_cm/assets/models/default \
         --manifest /path/to/manifest.csv --runs runs/adapt --out benchmarks/results/adaptation.md
 
 The held-out system's files (default: the first spoof system of the dev split that is
@@ -48,7 +48,8 @@ def test_eer(checkpoint: Path, test_rows: list, workers: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, type=Path, help="trained detector (best.pt)")
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="trained detector: best.pt, or a bundle with training weights")
     p.add_argument("--manifest", required=True, type=Path, help="corpus manifest with train and dev splits")
     p.add_argument("--system", help="held-out spoof system (default: first dev-only system)")
     p.add_argument("--runs", required=True, type=Path, help="folder for the adaptation runs")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     n_test_spoof = sum(not r.is_bonafide for r in test_rows)
     lines = [f"# Adaptation to held-out system `{system}`", "",
-             f"Checkpoint `{args.checkpoint}`; test set: {n_test_spoof} `{system}` files and "
+             f"Starting point `{args.checkpoint}`; test set: {n_test_spoof} `{system}` files and "
              f"{len(test_rows) - n_test_spoof} bona fide files. Made by `benchmarks/adaptation_curve.py` "
              f"(at most {args.max_epochs} epochs, seed {args.seed}). Without adaptation the test EER is "
              f"{100 * zero_shot:.2f} %.", "",
@@ -128,4 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "adaptation_curve.py"))

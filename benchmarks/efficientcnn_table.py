@@ -116,4 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "efficientcnn_table.py"))

@@ -203,4 +203,6 @@ def bundled_report(args, argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "export_report.py"))

@@ -24,4 +24,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "resnetse_ablation.py"))

@@ -5,6 +5,9 @@ A bundle is a folder holding ``bundle.json`` and one or more model files
 the runtime needs to turn audio into a verdict - the :class:`FeatureSpec`, the
 window, the tensors, the score convention, the threshold - and what a user needs
 to trust it: training data, measured metrics, export gates, sha256 of each file.
+A bundle made from a training checkpoint may also carry ``training_weights.npz``, a
+torch-free copy of that checkpoint for fine-tuning (``edge-cm-train adapt --from
+BUNDLE``); the runtime never reads it.
 
 Score convention (everywhere in edge-cm): the model outputs logits over
 ``classes`` with ``classes[0] == "bonafide"``. The raw score is the spoof
@@ -29,6 +32,7 @@ from .errors import BundleError, BundleIntegrityError
 from .features import FeatureSpec
 
 BUNDLE_FILE = "bundle.json"
+TRAINING_WEIGHTS_FILE = "training_weights.npz"
 FORMAT_VERSION = 1
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("float32", "int8")
@@ -92,6 +96,8 @@ class BundleMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
     export_gates: dict[str, Any] = field(default_factory=dict)
+    training_weights: dict[str, Any] = field(default_factory=dict)
+    """``file``, ``sha256``, ``size_bytes`` of the training weights, or empty when the bundle has none."""
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +159,27 @@ class Bundle:
                  if (fmt is None or m.format == fmt) and (precision is None or m.precision == precision)]
         return sorted(found, key=lambda m: (m.precision != "float32", m.format))
 
+    def training_weights_path(self) -> Path:
+        """The checked ``training_weights.npz`` of this bundle (for fine-tuning, not for inference)."""
+        info = self.meta.training_weights
+        if not info:
+            raise BundleError("this bundle carries no training weights", path=self.path,
+                              hint="fine-tune from the run's best.pt, or re-release the bundle from its checkpoint "
+                                   "(edge-cm-train release / edge-cm-export --checkpoint)")
+        if not isinstance(info, dict) or not isinstance(info.get("file"), str) or "sha256" not in info:
+            raise BundleError(f"malformed training_weights entry in {BUNDLE_FILE}: {info!r}", path=self.path,
+                              hint="re-export the bundle")
+        f = self.path / info["file"]
+        if not f.is_file():
+            raise BundleIntegrityError(f"{info['file']} listed in {BUNDLE_FILE} is missing", path=self.path,
+                                       hint="copy the whole bundle folder, or re-export it")
+        digest = sha256_file(f)
+        if digest != info["sha256"]:
+            raise BundleIntegrityError(f"sha256 of {info['file']} is {digest[:12]}..., metadata says "
+                                       f"{info['sha256'][:12]}...", path=self.path,
+                                       hint="the file was changed or corrupted; re-export the bundle")
+        return f
+
 
 def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     """Read and check a bundle folder (or its ``bundle.json``).
@@ -203,11 +230,12 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_bundle(out_dir: str | Path, meta: BundleMeta, files: dict[str, str | Path], *,
-                 overwrite: bool = False) -> Bundle:
+                 overwrite: bool = False, training_weights: str | Path | None = None) -> Bundle:
     """Write a bundle atomically: model files copied in, sha256 and sizes filled in, then renamed into place.
 
-    ``files`` maps each ``ModelFile.file`` name to the file to copy. Nothing is left
-    at ``out_dir`` if anything fails.
+    ``files`` maps each ``ModelFile.file`` name to the file to copy; ``training_weights``
+    is an optional ``.npz`` copied in as ``training_weights.npz``. Nothing is left at
+    ``out_dir`` if anything fails.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -223,6 +251,11 @@ def write_bundle(out_dir: str | Path, meta: BundleMeta, files: dict[str, str | P
             shutil.copyfile(files[m.file], dst)
             m.sha256 = sha256_file(dst)
             m.size_bytes = dst.stat().st_size
+        if training_weights is not None:
+            dst = tmp / TRAINING_WEIGHTS_FILE
+            shutil.copyfile(training_weights, dst)
+            meta.training_weights = {"file": TRAINING_WEIGHTS_FILE, "sha256": sha256_file(dst),
+                                     "size_bytes": dst.stat().st_size}
         (tmp / BUNDLE_FILE).write_text(json.dumps(meta.to_dict(), indent=2, default=_json_default) + "\n",
                                        encoding="utf-8")
         if out_dir.exists():

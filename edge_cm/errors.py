@@ -67,3 +67,18 @@ class DataError(EdgeCMError):
 
 class ExportError(EdgeCMError):
     """An export that failed, including a parity gate that was exceeded."""
+
+
+def run_cli(main, prog: str) -> int:
+    """Run a script's ``main()``: an :class:`EdgeCMError` becomes one line on stderr and exit code 2.
+
+    For the scripts in ``benchmarks/``; the installed commands handle errors the same way
+    in their own entry points.
+    """
+    import sys
+
+    try:
+        return int(main() or 0)
+    except EdgeCMError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -32,6 +32,10 @@ def describe_bundle(bundle: Bundle) -> str:
             q = f"  input q: scale {f.input.scale:.6g}, zp {f.input.zero_point}"
         lines.append(f"  {f.file:<24} {f.format:<6} {f.precision:<7} {_human_bytes(f.size_bytes):>10}  "
                      f"in {f.input.shape} -> out {f.output.shape}{q}")
+    if m.training_weights:
+        w = m.training_weights
+        lines.append(f"  {w.get('file', '?'):<24} {'npz':<6} {'float32':<7} {_human_bytes(w.get('size_bytes', 0)):>10}  "
+                     "training weights, not used at run time (edge-cm-train adapt --from BUNDLE)")
     prof = m.profile or {}
     if "parameters" in prof:
         fixed = prof.get("fixed_parameters") or 0

@@ -102,7 +102,7 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                   overwrite: bool = False, per_channel: bool = True, onnx_exporter: str = "auto",
                   limits: GateLimits = GateLimits(), profile: bool = True, profile_repeats: int = 10, data_note: str = "",
                   name: str | None = None, micro: bool = False, c_array_dir: str | Path | None = None,
-                  int8_keep_float: Sequence[str] = ()) -> Bundle:
+                  int8_keep_float: Sequence[str] = (), training_checkpoint: dict | None = None) -> Bundle:
     """Export ``model`` to ``formats`` (onnx, onnx-int8, tflite, tflite-int8), gate, profile and write a bundle.
 
     The model maps the features of one window, shape :func:`model_input_shape`, to logits
@@ -117,6 +117,8 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
     ``c_array_dir``: also write the int8 (else float) .tflite as ``model_data.h/.cc`` there.
     ``int8_keep_float``: torch module names (``features.0``) left float32 in both int8 formats
     (mixed precision; each int8 gate records them and the float ops that remain).
+    ``training_checkpoint``: the checkpoint dict ``model`` came from; the bundle then carries
+    its weights as ``training_weights.npz`` (for ``edge-cm-train adapt --from BUNDLE``).
     """
     import torch
 
@@ -263,7 +265,13 @@ def export_bundle(model, spec: FeatureSpec, out_dir: str | Path, *, formats: Seq
                                           example=example, micro=micro_result)
         elif micro_result:
             meta.profile = {"micro": micro_result}
-        bundle = write_bundle(out_dir, meta, {k: str(v) for k, v in files.items()}, overwrite=overwrite)
+        weights = None
+        if training_checkpoint is not None:
+            from training.checkpoint_npz import save_checkpoint_npz
+
+            weights = save_checkpoint_npz(training_checkpoint, tmp / "training_weights.npz")
+        bundle = write_bundle(out_dir, meta, {k: str(v) for k, v in files.items()}, overwrite=overwrite,
+                              training_weights=weights)
     if c_array_dir is not None:
         from .c_array import write_c_array
 

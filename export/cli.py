@@ -21,7 +21,8 @@ def _export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-cm-export", description="Export a trained model to an edge-cm bundle "
                                 "(float/int8 ONNX and TFLite), with parity gates and a profile.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="checkpoint written by edge-cm-train")
+    src.add_argument("--checkpoint", type=Path, help="checkpoint written by edge-cm-train, or a bundle "
+                     "carrying training weights (its training_weights.npz travels into the new bundle)")
     src.add_argument("--config", type=Path, help="training config: export an UNTRAINED model of its architecture "
                      "(pipeline checks and profiling only; the bundle is marked untrained)")
     src.add_argument("--program", type=Path, help="a torch.export program (.pt2) mapping features to logits; "
@@ -142,6 +143,13 @@ def run_export(argv: list[str]) -> int:
     if bad:
         raise ExportError(f"unknown format(s) {bad}", hint=f"use some of {', '.join(FORMATS)}")
     model, spec, arch, classes, extra = _load_model(args)
+    training_checkpoint = None
+    if args.checkpoint:
+        from training.train import read_checkpoint
+
+        ckpt = read_checkpoint(args.checkpoint)
+        # edge-cm-train checkpoints travel in the bundle for fine-tuning; ResNetSE stage files do not
+        training_checkpoint = ckpt if "model_state" in ckpt else None
     window_samples = 64000
     cal = ev = None
     if args.calibration:
@@ -163,7 +171,7 @@ def run_export(argv: list[str]) -> int:
         eval_windows=ev.windows if ev else None, eval_labels=ev.labels if ev else None,
         window_samples=window_samples, threshold=threshold, threshold_method=method, metadata=extra,
         overwrite=args.force, per_channel=not args.per_tensor, onnx_exporter=args.onnx_exporter,
-        int8_keep_float=[m for m in args.int8_keep_float.split(",") if m],
+        int8_keep_float=[m for m in args.int8_keep_float.split(",") if m], training_checkpoint=training_checkpoint,
         profile=not args.no_profile, name=args.name, micro=args.micro, c_array_dir=args.c_array)
     for key, g in bundle.meta.export_gates["results"].items():
         if g["kind"] == "float_parity":

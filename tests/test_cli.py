@@ -105,6 +105,7 @@ def test_info_of_the_default_bundle_separates_fixed_weights():
     assert res.returncode == EXIT_OK, res.stderr
     assert prof["fixed_parameters"] > 0
     assert f"{prof['parameters']:,} (+ {prof['fixed_parameters']:,} fixed, not trained)" in res.stdout
+    assert "training_weights.npz" in res.stdout and "not used at run time" in res.stdout
 
 
 def test_demo_runs_the_default_bundle_over_every_clip():
@@ -123,3 +124,20 @@ def test_demo_clips_carry_attribution():
         assert clip["file"] in attribution and clip["license"]
         info = sf.info(clip["path"])
         assert info.samplerate == 16000 and info.channels == 1 and info.duration < 10
+
+
+@pytest.mark.parametrize("script,args", [
+    ("score_fusion.py", ["--bundle", "{tmp}/a", "--bundle", "{tmp}/b", "--manifest", "{tmp}/m.csv",
+                         "--out", "{tmp}/out.md"]),
+    ("int8_mixed_precision.py", ["--checkpoint", "{tmp}/best.pt", "--manifest", "{tmp}/m.csv",
+                                 "--keep-float", "features.0", "--out", "{tmp}/out.md"]),
+])
+def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
+    pytest.importorskip("torch", reason="these benchmarks need the training extra")
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(repo / "benchmarks" / script), *(a.format(tmp=tmp_path) for a in args)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    line, = res.stderr.strip().splitlines()
+    assert line.startswith(f"{script}: error: {tmp_path}") and "not found" in line
+    assert not (tmp_path / "out.md").exists()

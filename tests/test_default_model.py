@@ -11,7 +11,7 @@ import edge_cm
 from edge_cm.audio import read_audio
 from edge_cm.bundle import default_bundle_path, load_bundle
 
-from conftest import pick_clips
+from conftest import pick_clips, real_windows
 
 SENTENCES = ["The library opens at nine on weekdays.", "Please call me back when you get this message.",
              "Turn left at the second traffic light.", "We will meet at the station after lunch.",
@@ -57,3 +57,24 @@ def test_every_shipped_model_runs(backend, real_speech):
         det = edge_cm.load(backend=backend, precision=precision)
         clip = det.detect_array(real_speech, 16000)
         assert clip.score is not None and 0.0 <= clip.score <= 1.0
+
+
+def test_default_bundle_training_weights_are_the_deployed_model(bonafide_dir, bonafide_rows):
+    """``edge-cm-train adapt --from`` the default bundle starts from the weights its float ONNX model runs."""
+    torch = pytest.importorskip("torch", reason="the training extra is not installed")
+    import onnxruntime as ort
+
+    from export.api import window_inputs
+    from training.train import load_checkpoint
+
+    bundle = load_bundle(default_bundle_path())
+    model, meta = load_checkpoint(default_bundle_path())
+    assert meta["architecture"] == bundle.meta.architecture and meta["feature_spec"] == bundle.meta.feature_spec
+    inputs = window_inputs(bundle.meta.feature_spec, real_windows(bonafide_dir, bonafide_rows, "test", 3), 64000)
+    session = ort.InferenceSession(str(bundle.model_path(bundle.select("onnx", "float32")[0])))
+    name = session.get_inputs()[0].name
+    for x in inputs:
+        want = session.run(None, {name: x})[0]
+        with torch.no_grad():
+            got = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-3)

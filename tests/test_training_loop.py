@@ -270,3 +270,43 @@ def test_metrics_on_a_synthetic_scored_set(tmp_path):
 
     assert mpimg.imread(tmp_path / "det.png").shape[0] > 100
     assert mpimg.imread(tmp_path / "hist.png").shape[1] > 100
+
+
+def test_bundle_carries_the_training_weights_and_adapt_starts_from_it(toy_manifest, trained_run, tmp_path):
+    from edge_cm.errors import BundleError, BundleIntegrityError
+    from export.api import export_bundle
+    from training.adapt import adapt
+    from training.checkpoint_npz import load_checkpoint_npz
+    from training.train import read_checkpoint
+
+    _, trainer, run_dir = trained_run
+    model, meta = load_checkpoint(run_dir / "best.pt")
+    kwargs = dict(formats=("onnx",), architecture=meta["architecture"], profile=False)
+    bundle = export_bundle(model.export_module(), meta["feature_spec"], tmp_path / "b",
+                           training_checkpoint=read_checkpoint(run_dir / "best.pt"), **kwargs)
+    assert bundle.meta.training_weights["file"] == "training_weights.npz"
+    restored, restored_meta = load_checkpoint(tmp_path / "b")
+    assert restored_meta["systems"] == meta["systems"] and restored_meta["feature_spec"] == meta["feature_spec"]
+    assert restored_meta["config"].manifest == toy_manifest.name  # no local path travels in the bundle
+    x = torch.randn(2, 1, 865, 390)
+    with torch.no_grad():
+        for got, want in zip(restored(x), model(x)):  # class logits and the multi-task source head
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    rows = ds.read_rows(toy_manifest)
+    bona = [r for r in rows if r.is_bonafide]
+    held = [replace(r, split="train" if i % 2 else "dev")
+            for i, r in enumerate(r for r in rows if r.system == "espeak_f3")]
+    tuned = adapt(tmp_path / "b", bona, held, 0.5, tmp_path / "ft", max_epochs=1, batch_size=4, num_workers=0,
+                  progress=False)
+    assert tuned.train_set.spec == trainer.train_set.spec and (tmp_path / "ft" / "best.pt").is_file()
+
+    plain = export_bundle(model.export_module(), meta["feature_spec"], tmp_path / "plain", **kwargs)
+    assert plain.meta.training_weights == {} and not (tmp_path / "plain" / "training_weights.npz").exists()
+    with pytest.raises(BundleError, match="no training weights.*best.pt"):
+        read_checkpoint(tmp_path / "plain")
+    (tmp_path / "b" / "training_weights.npz").write_bytes(b"not an npz")
+    with pytest.raises(BundleIntegrityError, match="training_weights.npz"):
+        read_checkpoint(tmp_path / "b" / "bundle.json")
+    with pytest.raises(DataError, match="cannot read training weights"):
+        load_checkpoint_npz(tmp_path / "b" / "training_weights.npz")

@@ -2,6 +2,10 @@
 
 ``edge-cm-train adapt --from RUN/best.pt --bonafide B.csv --spoof S.csv --fraction 0.25 --out DIR``
 
+``--from`` takes a checkpoint or a bundle folder that carries training weights (every
+bundle made by ``edge-cm-train release`` or ``edge-cm-export --checkpoint``, the bundled
+default model included): ``--from edge_cm/assets/models/default``.
+
 * Adaptation data: ``fraction`` of the ``train`` rows of each manifest (a deterministic,
   seeded choice, at least one file of each), validation on their ``dev`` rows.
 * Starts from the checkpoint's weights, feature spec (normalisation stats included) and
@@ -74,7 +78,8 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="edge-cm-train adapt", description=__doc__.splitlines()[0])
-    p.add_argument("--from", dest="checkpoint", required=True, help="trained checkpoint (best.pt)")
+    p.add_argument("--from", dest="checkpoint", required=True, help="trained checkpoint (best.pt) or bundle folder "
+                   "with training weights")
     p.add_argument("--bonafide", required=True, help="manifest of bona fide speech (train/dev splits)")
     p.add_argument("--spoof", required=True, help="manifest of the new attack's speech (train/dev splits)")
     p.add_argument("--system", action="append", help="only these spoof systems of --spoof (repeatable)")

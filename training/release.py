@@ -10,7 +10,9 @@ Steps (all measured, nothing copied by hand):
    macro-F1 at the dev threshold (test systems and speakers are unseen in training);
 4. export the final bundle (``--formats``) with int8 calibration windows from the
    **train** split and gate windows from **dev** (disjoint), the threshold, the metrics
-   and a training-data summary in ``bundle.json``; write ``model_card.md`` beside it.
+   and a training-data summary in ``bundle.json``, and the checkpoint's weights as
+   ``training_weights.npz`` (for ``edge-cm-train adapt --from BUNDLE``); write
+   ``model_card.md`` beside it.
 
     edge-cm-train release --checkpoint RUN/best.pt --manifest CORPUS/manifest.csv --out BUNDLE
 """
@@ -120,10 +122,10 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
 def main(argv: list[str] | None = None) -> int:
     from export.api import export_bundle
     from training.dataset import read_rows
-    from training.train import load_checkpoint
+    from training.train import load_checkpoint, read_checkpoint
 
     p = argparse.ArgumentParser(prog="edge-cm-train release", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="best.pt of a run, or a bundle with training weights")
     p.add_argument("--manifest", required=True, help="corpus manifest with train/dev/test splits")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--name", default=None)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = dict(architecture=meta["architecture"], calibration_windows=calib, eval_windows=gate_windows,
                   eval_labels=gate_labels, threshold=threshold, overwrite=args.force, name=name,
                   int8_keep_float=[m for m in args.int8_keep_float.split(",") if m],
+                  training_checkpoint=read_checkpoint(args.checkpoint),
                   threshold_method="EER threshold of runtime clip scores on the dev split (systems unseen in training)")
     notes = ""
     try:

@@ -389,9 +389,18 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint dict from a run's ``best.pt`` / ``last.pt``, or from a bundle folder (or its
+    ``bundle.json``) that carries training weights (no optimiser state then)."""
     path = Path(path)
+    if path.is_dir() or path.name == "bundle.json":
+        from edge_cm.bundle import load_bundle
+
+        from training.checkpoint_npz import load_checkpoint_npz
+
+        return load_checkpoint_npz(load_bundle(path, verify=False).training_weights_path())
     if not path.is_file():
-        raise DataError("checkpoint not found", path=path, hint="pass the best.pt or last.pt of a run folder")
+        raise DataError("checkpoint not found", path=path,
+                        hint="pass the best.pt or last.pt of a run folder, or a bundle with training weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
