@@ -66,20 +66,54 @@ def _in_modules(node, modules: Sequence[str]) -> bool:
 
 
 def _quantizer_class(keep_float: Sequence[str] = ()):
-    """litert-torch's PT2E quantizer, plus the int8 SOFTMAX output TFLite requires.
+    """litert-torch's PT2E quantizer, plus the int8 SOFTMAX output TFLite requires, additions and means.
 
     litert-torch gives SOFTMAX its fixed output quantisation (scale 1/256, zero point -128)
     only for ``aten._softmax``; ``torch.export`` of a model that calls ``torch.softmax``
     leaves ``aten.softmax.int``, whose output then gets an observed scale that the TFLite
     int8 kernel refuses at load time (ResNetSE's attentive pooling hit this).
 
+    It also quantises tensor additions (residual connections, fused with a following
+    ReLU) and means over axes that feed quantised ops (squeeze-excitation, pooling):
+    litert-torch finds additions by their source function, which ``torch.export`` no longer
+    records, and has no annotator for means, so both stayed float between
+    DEQUANTIZE/QUANTIZE pairs.
+
     ``keep_float``: module names whose ops lose their annotation, so they stay float32
     (litert-torch's ``set_module_name`` does not accept "no quantisation").
     """
     import torch
     from litert_torch.quantize import pt2e_quantizer
-    from litert_torch.quantize.pt2e_quantizer_utils import get_fixed_qparams_qspec
+    from litert_torch.quantize.pt2e_quantizer_utils import (get_fixed_qparams_qspec, get_input_act_qspec,
+                                                            get_output_act_qspec)
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    aten = torch.ops.aten
+    relus = (aten.relu.default, aten.relu_.default)
+
+    def quantised(arg) -> bool:
+        """Whether ``arg`` is a node with a quantised output (graph order: producers come first)."""
+        ann = arg.meta.get("quantization_annotation") if isinstance(arg, torch.fx.Node) else None
+        return ann is not None and ann.output_qspec is not None
+
+    def annotate_add_and_mean(node, config) -> None:
+        if node.op != "call_function" or "quantization_annotation" in node.meta:
+            return
+        act_in, act_out = get_input_act_qspec(config), get_output_act_qspec(config)
+        if node.target == aten.add.Tensor and all(quantised(a) for a in node.args[:2]):
+            users = list(node.users)
+            relu = users[0] if len(users) == 1 and users[0].target in relus else None
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: act_in for a in node.args[:2]}, output_qspec=None if relu else act_out,
+                _annotated=True)
+            if relu is not None:  # ADD with a fused ReLU: one quantised output, after the ReLU
+                relu.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act_out, _annotated=True)
+        elif (node.target == aten.mean.dim and isinstance(node.args[0], torch.fx.Node)
+              and all("quantization_annotation" in u.meta for u in node.users)):
+            # Only additions of quantised tensors and means that feed quantised ops: in float
+            # arithmetic (a per-window normalisation, var + eps) they would only add a rounding step.
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={node.args[0]: act_in}, output_qspec=act_out, _annotated=True)
 
     class SoftmaxAwareQuantizer(pt2e_quantizer.PT2EQuantizer):
         def annotate(self, model):
@@ -88,6 +122,7 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
                 if node.op == "call_function" and node.target == torch.ops.aten.softmax.int:
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         output_qspec=get_fixed_qparams_qspec(self.global_config), _annotated=True)
+                annotate_add_and_mean(node, self.global_config)
                 if keep_float and _in_modules(node, keep_float):
                     node.meta.pop("quantization_annotation", None)
             return model

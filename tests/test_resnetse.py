@@ -223,6 +223,26 @@ def test_student_checkpoint_exports_through_edge_cm_export_and_runs_in_edge_cm(t
     assert not (tmp_path / "no").exists()
 
 
+def test_student_int8_tflite_is_full_integer_residuals_and_means_included(tmp_path, real_speech):
+    """Residual ADDs (with their ReLU) and the squeeze-excitation/pooling MEANs are quantised too,
+    so no op of the int8 student runs in float, and its logits still follow torch."""
+    from export.tflite_export import export_tflite_int8, run_tflite, tflite_float_ops, tflite_interpreter
+
+    torch.manual_seed(2)
+    model = registry.build("resnetse_student").eval()
+    spec = resnetse_spec()
+    starts = range(0, len(real_speech) - 64000, 8000)
+    feats = np.stack([compute_features(spec, real_speech[s:s + 64000])[None, None] for s in starts])
+    path = export_tflite_int8(model, torch.from_numpy(feats[0]), iter(feats[::2]), tmp_path / "student_int8.tflite")
+    assert tflite_float_ops(path) == []
+    held_out = feats[1::2]
+    with torch.no_grad():
+        want = np.concatenate([model(torch.from_numpy(x)).numpy() for x in held_out])
+    got = run_tflite(tflite_interpreter(path), held_out)
+    spread = want.max() - want.min()
+    assert np.abs(got - want).max() < 0.1 * spread
+
+
 # -- the stages end to end (slow: three trainings and a BIM evaluation) ----------------------
 
 @pytest.mark.slow
