@@ -87,6 +87,23 @@ def test_spec_mel_band_branch_ignores_a_level_change_the_fine_branch_sees():
     assert not torch.allclose(fine_a, fine_b, atol=1e-2)
 
 
+def test_spec_mel_frequency_mask_hides_one_band_in_training_only():
+    from training.models.spec_mel_cnn import FreqMask
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 257, 10) + 5.0  # no zeros of its own
+    mask = FreqMask(40).train()
+    hidden = (mask(x) == 0).all(dim=3)[:, 0]  # (examples, bins) masked across every frame
+    widths = hidden.sum(dim=1)
+    assert widths.max() <= 40 and widths.max() > 20 and len(set(widths.tolist())) > 5
+    for row in hidden[widths > 0]:
+        where = torch.nonzero(row)[:, 0]
+        assert int(where[-1] - where[0]) + 1 == len(where)  # one contiguous band
+    assert torch.equal(mask.eval()(x), x)
+    plain, masked = registry.build("spec_mel_cnn"), registry.build("spec_mel_cnn", freq_mask_bins=40)
+    assert registry.count_params(plain) == registry.count_params(masked)
+
+
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path):
     """The fixed projection and the in-model normalisation survive both exporters (float)."""
     from export.api import export_bundle

@@ -44,12 +44,37 @@ def band_projection(spec: FeatureSpec, n_bands: int = N_BANDS) -> np.ndarray:
     return (fb / fb.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+class FreqMask(nn.Module):
+    """SpecAugment's frequency mask, in training only: each example loses one random band of
+    0..``max_bins`` bins (set to 0, the training-set mean after global normalisation), so the
+    detector cannot rely on one narrow band that an unseen spoofing system may not share.
+    Identity in eval mode, hence absent from exported models."""
+
+    def __init__(self, max_bins: int):
+        super().__init__()
+        self.max_bins = int(max_bins)
+
+    def forward(self, x):  # (B, 1, bins, frames)
+        if not self.training or self.max_bins <= 0:
+            return x
+        n, bins = x.shape[0], x.shape[2]
+        width = torch.randint(0, min(self.max_bins, bins) + 1, (n, 1, 1, 1), device=x.device)
+        start = (torch.rand(n, 1, 1, 1, device=x.device) * (bins - width + 1)).floor()
+        index = torch.arange(bins, device=x.device).view(1, 1, bins, 1)
+        return x * ((index < start) | (index >= start + width)).to(x.dtype)
+
+
 class SpecMelCNN(nn.Module):
-    """Globally normalised log spectrogram (B, 1, 257, frames) -> logits (B, n_classes)."""
+    """Globally normalised log spectrogram (B, 1, 257, frames) -> logits (B, n_classes).
+
+    ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input (no parameters).
+    """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
-                 n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5):
+                 n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
+                 freq_mask_bins: int = 0):
         super().__init__()
+        self.mask = FreqMask(freq_mask_bins)
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
         # A frozen Linear (not a buffer) so MAC counters and exporters see an ordinary MatMul.
         self.bands = nn.Linear(proj.shape[1], n_bands, bias=False)
@@ -68,6 +93,7 @@ class SpecMelCNN(nn.Module):
     def forward(self, x):
         if x.dim() == 3:
             x = x.unsqueeze(1)
+        x = self.mask(x)
         bands = self.bands(x.transpose(2, 3)).transpose(2, 3)  # (B, 1, n_bands, frames)
         mean = bands.mean(dim=3, keepdim=True)
         var = ((bands - mean) ** 2).mean(dim=3, keepdim=True)
