@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system", help="held-out spoof system (default: first dev-only system)")
     p.add_argument("--runs", required=True, type=Path, help="folder for the adaptation runs")
     p.add_argument("--out", required=True, type=Path, help="markdown table to write (PNG beside it)")
-    p.add_argument("--fractions", type=float, nargs="*", default=list(FRACTIONS))
+    p.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-bonafide", type=int, default=0, help="cap on bona fide train files (0 = all)")
