@@ -100,6 +100,8 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
         if node.op != "call_function" or "quantization_annotation" in node.meta:
             return
         act_in, act_out = get_input_act_qspec(config), get_output_act_qspec(config)
+        # Only additions of quantised tensors and means that feed quantised ops: in float
+        # arithmetic (a per-window normalisation, var + eps) they would only add a rounding step.
         if node.target == aten.add.Tensor and all(quantised(a) for a in node.args[:2]):
             users = list(node.users)
             relu = users[0] if len(users) == 1 and users[0].target in relus else None
@@ -110,8 +112,6 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
                 relu.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act_out, _annotated=True)
         elif (node.target == aten.mean.dim and isinstance(node.args[0], torch.fx.Node)
               and all("quantization_annotation" in u.meta for u in node.users)):
-            # Only additions of quantised tensors and means that feed quantised ops: in float
-            # arithmetic (a per-window normalisation, var + eps) they would only add a rounding step.
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={node.args[0]: act_in}, output_qspec=act_out, _annotated=True)
 

@@ -4,9 +4,8 @@ Layout: one array per state-dict entry, named ``state/<entry>`` (weights and Bat
 statistics exactly as trained, including any multi-task head), and ``checkpoint.json``,
 a JSON string with what :func:`training.train.load_checkpoint` needs besides the
 weights (architecture, model_args, config, feature_spec, classes, systems; the config's
-manifest reduced to its file name). Optimiser
-state is not kept: a bundle is a starting point for ``edge-cm-train adapt``, not a
-resumable run.
+manifest reduced to its file name). Optimiser state is not kept: a bundle is a starting
+point for ``edge-cm-train adapt``, not a resumable run.
 """
 from __future__ import annotations
 
