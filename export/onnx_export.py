@@ -21,6 +21,19 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
 
+def _strip_node_metadata(proto) -> bool:
+    """Drop per-node metadata (the exporter's Python stack traces and fx names).
+
+    They hold absolute source paths of the machine that exported, and make the same
+    weights give different bytes after any edit of the model's source file.
+    """
+    nodes = [n for n in proto.graph.node] + [n for f in proto.functions for n in f.node]
+    changed = any(len(n.metadata_props) for n in nodes)
+    for n in nodes:
+        del n.metadata_props[:]
+    return changed
+
+
 def export_onnx(model, example, path: str | Path, *, opset: int = DEFAULT_OPSET, exporter: str = "auto") -> Path:
     """Write ``model`` (eval mode, fixed input shape of ``example``) to ``path`` as one ONNX file.
 
@@ -56,6 +69,8 @@ def export_onnx(model, example, path: str | Path, *, opset: int = DEFAULT_OPSET,
             proto = onnx.load(str(path), load_external_data=False)
             if _uses_external_data(proto):
                 raise ExportError("the exporter wrote weights to an external-data file")
+            if _strip_node_metadata(proto):
+                onnx.save(proto, str(path))
             onnx.checker.check_model(proto)
             return path
         except Exception as exc:  # any exporter failure: try the next exporter, report all at the end

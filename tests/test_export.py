@@ -565,3 +565,23 @@ def test_int8_tflite_with_float_first_and_last_layers_keeps_a_float_interface(tm
         ref = np.stack([model(torch.from_numpy(w)).numpy()[0] for w in windows[8:]])
     got = run_tflite(path, np.stack(windows[8:]))
     assert np.max(np.abs(got - ref)) < 0.1 * np.max(np.abs(ref)) + 0.02
+
+
+def test_onnx_export_carries_no_source_paths_and_is_reproducible(tmp_path):
+    """The exporter's per-node stack traces name this machine's files: they are dropped, so the
+    same weights give the same bytes wherever and whenever they are exported."""
+    import onnx
+    import torch
+
+    from export.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    example = torch.zeros(1, 1, 20, 30)
+    first = export_onnx(model, example, tmp_path / "a.onnx")
+    second = export_onnx(model, example, tmp_path / "b.onnx")
+    proto = onnx.load(str(first))
+    assert all(len(n.metadata_props) == 0 for n in proto.graph.node)
+    assert str(Path(__file__).resolve().parents[1]).encode() not in first.read_bytes()
+    assert first.read_bytes() == second.read_bytes()
