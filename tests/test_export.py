@@ -399,6 +399,14 @@ def test_cli_exports_a_training_checkpoint(tmp_path, bonafide_dir):
     gate = meta.export_gates["results"]["onnx/float32"]
     assert gate["passed"] and gate["windows"] == 3 and "real audio" in gate["data"]
 
+    # the bundle carries the checkpoint, so it can itself be exported again: same model, same bytes
+    assert meta.training_weights["file"] == "training_weights.npz"
+    again = tmp_path / "again"
+    assert main(["--checkpoint", str(out), "--formats", "onnx", "--onnx-exporter", "torchscript",
+                 "--no-profile", "--out", str(again)]) == 0
+    assert (again / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    assert load_bundle(again).meta.training_weights["sha256"] == meta.training_weights["sha256"]
+
 
 def test_bundle_profile_needs_no_torch(exported):
     """edge-cm info can re-profile a bundle with the runtime alone: torch is never imported."""
