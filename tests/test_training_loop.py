@@ -310,3 +310,13 @@ def test_bundle_carries_the_training_weights_and_adapt_starts_from_it(toy_manife
         read_checkpoint(tmp_path / "b" / "bundle.json")
     with pytest.raises(DataError, match="cannot read training weights"):
         load_checkpoint_npz(tmp_path / "b" / "training_weights.npz")
+
+    from training.checkpoint_npz import save_checkpoint_npz
+
+    foreign = dict(read_checkpoint(run_dir / "best.pt"), architecture="logspec_cnn", model_args={})
+    torch.save(foreign, tmp_path / "foreign.pt")
+    with pytest.raises(DataError, match="foreign.pt.*do not fit architecture"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    npz = save_checkpoint_npz(dict(foreign, feature_spec={}), tmp_path / "no_spec.npz")
+    with pytest.raises(DataError, match=r"lack \['feature_spec'\]"):
+        load_checkpoint_npz(npz)

@@ -44,7 +44,7 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
           batch_size: int | None = None, num_workers: int | None = None, scratch: bool = False,
           progress: bool = True):
     """Fine-tune (or with ``scratch`` train afresh) on ``fraction`` of the rows; returns the Trainer."""
-    from training.train import Trainer, prepare, read_checkpoint, seed_everything
+    from training.train import Trainer, load_weights, prepare, read_checkpoint, seed_everything
     from training.config import TrainConfig
     from edge_cm.features import FeatureSpec
 
@@ -63,7 +63,7 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
     else:
         prepared = prepare(cfg, feature_spec=FeatureSpec.from_dict(ckpt["feature_spec"]),
                            systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows)
-        prepared.model.load_state_dict(ckpt["model_state"])
+        load_weights(prepared.model, ckpt["model_state"], checkpoint)
     out = Path(out_dir)
     if (out / "last.pt").exists():
         raise DataError("the output folder already holds a checkpoint", path=out, hint="choose a new --out")

@@ -53,4 +53,7 @@ def load_checkpoint_npz(path: str | Path) -> dict:
                         hint="re-export the bundle from its checkpoint") from None
     if not state:
         raise DataError("training weights hold no model state", path=path)
+    missing = [k for k in ("architecture", "config", "feature_spec") if not meta.get(k)]
+    if missing:
+        raise DataError(f"training weights lack {missing}", path=path, hint="re-export the bundle from its checkpoint")
     return dict(meta, model_state=state)

@@ -407,6 +407,16 @@ def read_checkpoint(path: str | Path) -> dict:
         raise DataError(f"cannot read checkpoint: {exc}", path=path) from exc
 
 
+def load_weights(model: nn.Module, state: dict, source: str | Path) -> None:
+    """``model.load_state_dict(state)``, with a typed error when the weights do not fit the model."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        raise DataError(f"the weights do not fit architecture {type(model).__name__}: "
+                        f"{str(exc).splitlines()[0][:300]}", path=source,
+                        hint="the checkpoint or bundle was written by a different model; re-export it") from None
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """The trained model (eval mode) and its metadata: ``architecture``, ``model_args``,
     ``feature_spec`` (a :class:`FeatureSpec`), ``classes``, ``systems``, ``config`` (a
@@ -415,8 +425,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     for key in ("architecture", "model_state", "feature_spec", "classes", "config"):
         if key not in ckpt:
             raise DataError(f"checkpoint lacks {key!r}", path=path, hint="was it written by edge-cm-train?")
-    model = registry.build(ckpt["architecture"], **ckpt.get("model_args", {}))
-    model.load_state_dict(ckpt["model_state"])
+    model = registry.build(ckpt["architecture"], **(ckpt.get("model_args") or {}))
+    load_weights(model, ckpt["model_state"], path)
     model.eval()
     meta = {k: ckpt.get(k) for k in ("architecture", "model_args", "classes", "systems", "metrics")}
     meta["feature_spec"] = FeatureSpec.from_dict(ckpt["feature_spec"])
