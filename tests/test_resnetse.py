@@ -223,6 +223,30 @@ def test_student_checkpoint_exports_through_edge_cm_export_and_runs_in_edge_cm(t
     assert not (tmp_path / "no").exists()
 
 
+def test_stage_checkpoint_problems_are_typed_errors_naming_the_file(tmp_path):
+    """Each stage starts from the previous one's checkpoint: a truncated file, a foreign
+    dict, weights of another architecture and a bundle folder are DataErrors, not torch's."""
+    from training.resnetse.pipeline import load_checkpoint, save_checkpoint
+
+    good = save_checkpoint(tmp_path / "student.pt", registry.build("resnetse_student"), "resnetse_student",
+                           "distill", [{"loss": 1.0}])
+    assert load_checkpoint(good)[1]["stage"] == "distill"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    renamed = tmp_path / "renamed.pt"
+    state = torch.load(good, weights_only=True)
+    torch.save(dict(state, architecture="resnetse_teacher"), renamed)
+    (tmp_path / "bundle").mkdir()
+    for path, words in ((truncated, "cannot read checkpoint"), (foreign, "lacks ['architecture', 'state_dict']"),
+                        (renamed, "do not fit"), (tmp_path / "bundle", "not a bundle"),
+                        (tmp_path / "missing.pt", "not found")):
+        with pytest.raises(DataError) as info:
+            load_checkpoint(path)
+        assert words in str(info.value) and path.name in str(info.value), (path.name, str(info.value))
+
+
 def test_student_int8_tflite_is_full_integer_residuals_and_means_included(tmp_path, real_speech):
     """Residual ADDs (with their ReLU) and the squeeze-excitation/pooling MEANs are quantised too,
     so no op of the int8 student runs in float, and its logits still follow torch."""

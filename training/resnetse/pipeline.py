@@ -151,12 +151,21 @@ def save_checkpoint(path: Path, model: nn.Module, architecture: str, stage: str,
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The model of a checkpoint (eval mode) and the checkpoint dict."""
+    from training.train import load_weights, read_checkpoint
+
     path = Path(path)
+    if path.is_dir() or path.name == "bundle.json":
+        raise DataError("ResNetSE stages start from a stage checkpoint (.pt), not a bundle", path=path,
+                        hint="pass the pretrain/finetune/distill output, e.g. runs/student.pt")
     if not path.is_file():
         raise DataError("checkpoint not found", path=path, hint="run the previous stage first or fix the path")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
+    missing = [k for k in ("architecture", "state_dict") if k not in ckpt]
+    if missing:
+        raise DataError(f"not a ResNetSE stage checkpoint (lacks {missing})", path=path,
+                        hint="pass a checkpoint written by edge-cm-train resnetse pretrain/finetune/distill")
     model = registry.build(ckpt["architecture"])
-    model.load_state_dict(ckpt["state_dict"])
+    load_weights(model, ckpt["state_dict"], path)
     model.eval()
     return model, ckpt
 
