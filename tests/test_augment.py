@@ -7,7 +7,7 @@ import soundfile as sf
 from scipy.signal import butter, sosfilt, welch
 
 from edge_cm.audio import read_audio
-from edge_cm.errors import DataError, DependencyError
+from edge_cm.errors import DataError, DependencyError, InvalidSamplesError
 from training.augment import (
     BITRATES_KBPS, CODEC_LABELS, CODECS, SPEED_LABELS, AddNoise, CodecAugment, Compose, RandomAugment, RoomReverb,
     SpeedChange, Step,
@@ -234,3 +234,84 @@ def test_compose_applies_all_in_order_and_pseudo_labels(speech):
     assert labels == ["speed_2", "aac_16k"] and out.size == SR
     assert pseudo_labels(labels) == {"codec": "aac_16k", "speed": "speed_2"}
     assert pseudo_labels(["noise_pink", "reverb"]) == {"codec": "none", "speed": "speed_1"}
+
+
+# -- RawBoost -------------------------------------------------------------------------------
+
+def _tone(freq_hz: float, seconds: float = 1.0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq_hz * np.arange(int(SR * seconds)) / SR)).astype(np.float32)
+
+
+def test_band_stop_filter_removes_its_band_and_passes_the_rest():
+    from scipy.signal import fftconvolve
+
+    from training.augment import band_stop_filter
+
+    kernel = band_stop_filter([(800.0, 1200.0), (3800.0, 4200.0)], [101, 151])
+    for freq, low_db, high_db in ((1000.0, -80.0, -20.0), (4000.0, -80.0, -20.0), (2500.0, -1.0, 0.5),
+                                  (6000.0, -1.0, 0.5)):
+        tone = _tone(freq)
+        out = fftconvolve(tone, kernel, mode="same")[2000:-2000]
+        gain = 10 * np.log10(power(out) / power(tone[2000:-2000]))
+        assert low_db < gain < high_db, (freq, gain)
+    with pytest.raises(DataError, match="band-stop"):
+        band_stop_filter([(0.0, 500.0)], [101])
+    with pytest.raises(DataError, match="odd tap count"):
+        band_stop_filter([(100.0, 500.0)], [100])
+
+
+def test_rawboost_lnl_keeps_length_and_level_and_reshapes_the_spectrum(speech):
+    from training.augment import RawBoost
+
+    out, label = RawBoost(mode="lnl")(speech, 3)
+    assert label == "rawboost_lnl" and out.dtype == np.float32 and out.shape == speech.shape
+    assert 10 * np.log10(power(out) / power(speech)) == pytest.approx(0.0, abs=0.05)
+    # a convolutive channel, not a gain: the long-term spectrum is reshaped (by how much depends on
+    # the drawn filters: a short FIR notch is shallow, so only most seeds give a deep one)
+    _, p_in = welch(speech, SR, nperseg=512)
+    band = slice(4, 240)  # 125 Hz - 7.5 kHz, where real speech has energy
+    spreads = []
+    for seed in range(8):
+        _, p_out = welch(RawBoost(mode="lnl")(speech, seed)[0], SR, nperseg=512)
+        ratio_db = 10 * np.log10(p_out[band] / p_in[band])
+        spreads.append(ratio_db.max() - ratio_db.min())
+    assert min(spreads) > 1.0 and sorted(spreads)[4] > 10.0, spreads
+    np.testing.assert_array_equal(out, RawBoost(mode="lnl")(speech, 3)[0])
+    assert not np.array_equal(out, RawBoost(mode="lnl")(speech, 4)[0])
+
+
+def test_rawboost_isd_touches_at_most_its_share_of_samples(speech):
+    from training.augment import RawBoost
+
+    for seed in range(5):
+        out, label = RawBoost(mode="isd", max_share=0.05)(speech, seed)
+        changed = np.count_nonzero(out != speech)
+        assert label == "rawboost_isd" and changed <= 0.05 * speech.size + 1
+    assert changed > 0
+
+
+def test_rawboost_ssi_adds_noise_at_the_requested_snr(speech):
+    from training.augment import RawBoost
+
+    out, label = RawBoost(mode="ssi", snr_db=(15.0, 15.0))(speech, 0)
+    assert label == "rawboost_ssi" and snr_db(speech, out) == pytest.approx(15.0, abs=0.1)
+
+
+def test_rawboost_in_the_training_config_and_bad_settings():
+    from training.augment import RawBoost
+    from training.config import AugmentConfig
+
+    chain = AugmentConfig(rawboost_prob=1.0, rawboost_mode="lnl+isd").build()
+    clip = _tone(440.0)
+    out, labels = chain(clip, 0)
+    assert labels == ["rawboost_lnl+isd"] and np.all(np.isfinite(out)) and not np.array_equal(out, clip)
+    assert AugmentConfig(rawboost_prob=0.0).build() is None
+    silent = np.zeros(SR, dtype=np.float32)
+    for mode in ("lnl", "isd", "lnl+isd"):
+        np.testing.assert_array_equal(RawBoost(mode=mode)(silent, 0)[0], silent)
+    with pytest.raises(DataError, match="unknown RawBoost mode"):
+        RawBoost(mode="lnl+ssi")
+    with pytest.raises(DataError, match="max_share"):
+        RawBoost(max_share=1.5)
+    with pytest.raises(InvalidSamplesError, match="NaN"):
+        RawBoost()(np.full(100, np.nan, dtype=np.float32), 0)

@@ -69,11 +69,13 @@ def test_shipped_configs_load_and_name_registered_architectures(toy_manifest):
 
     from training.models import registry
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*efficientcnn*.yaml"))
-    assert len(configs) >= 4
+    configs = sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml"))
+    assert len([p for p in configs if "efficientcnn" in p.name]) >= 4
     for path in configs:
         cfg = load_config(path, manifest=str(toy_manifest))
         assert registry.get(cfg.architecture).name == cfg.architecture
+        chain = cfg.augment.build()  # a bad augmentation setting is a DataError here, not in a worker
+        assert (chain is None) == (not cfg.augment.enabled), path.name
 
 
 def test_augmentation_changes_training_windows_only(toy_manifest):

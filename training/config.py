@@ -32,10 +32,13 @@ class AugmentConfig:
     codec_prob: float = 0.0
     """A lossy codec round trip through ffmpeg (``CodecAugment``), one of ``codecs`` (all if empty)."""
     codecs: tuple[str, ...] = ()
+    rawboost_prob: float = 0.0
+    """A RawBoost channel distortion (``RawBoost``) of kind ``rawboost_mode``: lnl, isd, ssi or lnl+isd."""
+    rawboost_mode: str = "lnl+isd"
 
     @property
     def enabled(self) -> bool:
-        return self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0
+        return self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0 or self.rawboost_prob > 0
 
     def build(self):
         """The ``training.augment.RandomAugment`` chain, or None when every probability is 0."""
@@ -48,6 +51,8 @@ class AugmentConfig:
             steps.append(aug.Step(aug.AddNoise(snr_db=tuple(self.noise_snr_db)), self.noise_prob))
         if self.reverb_prob > 0:
             steps.append(aug.Step(aug.RoomReverb(rt60_s=tuple(self.reverb_rt60_s)), self.reverb_prob))
+        if self.rawboost_prob > 0:  # the device/channel after the room, before any codec
+            steps.append(aug.Step(aug.RawBoost(mode=self.rawboost_mode), self.rawboost_prob))
         if self.codec_prob > 0:
             codec = aug.CodecAugment(choices=tuple(self.codecs)) if self.codecs else aug.CodecAugment()
             steps.append(aug.Step(codec, self.codec_prob))
