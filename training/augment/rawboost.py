@@ -66,7 +66,7 @@ class FilterRanges:
 
 
 def _filtered_sum(signals: list[np.ndarray], kernels: list[np.ndarray], gains: list[float]) -> np.ndarray:
-    """``sum_i gains[i] * (signals[i] * kernels[i])`` ("same" alignment), in one batch of FFTs."""
+    """``sum_i gains[i] * convolve(signals[i], kernels[i], "same")``, in one batch of FFTs."""
     width = max(k.size for k in kernels)
     # odd lengths, so padding both sides equally aligns the centres; float32 halves the FFT time
     centred = np.stack([np.pad(k, (width - k.size) // 2) for k in kernels]).astype(np.float32)
