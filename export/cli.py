@@ -60,47 +60,49 @@ def _deployable(model):
     return export_module().eval() if callable(export_module) else model
 
 
-def _from_resnetse_checkpoint(path: Path):
+def _from_resnetse_checkpoint(full: dict, path: Path):
     """A ``edge-cm-train resnetse`` stage checkpoint (fine-tuned teacher or student): 8 classes,
     front end (b); the deployed score is bona fide against the other seven."""
     from edge_cm.features import resnetse_spec
-    from training.resnetse.pipeline import load_checkpoint
+    from training.resnetse.pipeline import model_from_stage_checkpoint
 
-    model, full = load_checkpoint(path)
     if full.get("stage") == "ge2e":
         raise ExportError(f"{path} is a GE2E pre-training checkpoint (speaker embeddings, no "
                           "spoof head that was trained)", hint="export the fine-tuned teacher or the student")
+    model, _ = model_from_stage_checkpoint(full, path)
     history = full.get("history") or [{}]
     extra = {"training_data": {"checkpoint": str(path), "stage": full.get("stage"),
                                "epochs": len(history), "final_train_loss": history[-1].get("loss")}}
     return model, resnetse_spec(), full["architecture"], list(full["classes"]), extra
 
 
-def load_checkpoint_for_export(path: Path):
+def load_checkpoint_for_export(path: Path, ckpt: dict | None = None):
     """(deployable model, FeatureSpec, architecture, classes, bundle metadata) of a checkpoint of
-    ``edge-cm-train train`` or of a ResNetSE stage (``edge-cm-train resnetse``)."""
-    from training.train import load_checkpoint, read_checkpoint
+    ``edge-cm-train train`` or of a ResNetSE stage (``edge-cm-train resnetse``); ``ckpt`` is the
+    checkpoint dict when the caller has read it already."""
+    from training.train import model_from_checkpoint, read_checkpoint
 
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     if "stage" in ckpt and "state_dict" in ckpt:
-        return _from_resnetse_checkpoint(path)
+        return _from_resnetse_checkpoint(ckpt, path)
     if "model_state" not in ckpt:
         raise ExportError(f"{path} is not a checkpoint written by edge-cm-train",
                           hint="pass the best.pt/last.pt of `edge-cm-train train` or a ResNetSE stage "
                                "checkpoint of `edge-cm-train resnetse`")
-    model, meta = load_checkpoint(path)
+    model, meta = model_from_checkpoint(ckpt, path)
     extra = {"training_data": {"checkpoint": str(path), "manifest": getattr(meta.get("config"), "manifest", "")},
              "metrics": meta.get("metrics") or {}}
     return (_deployable(model), meta["feature_spec"], meta["architecture"],
             list(meta.get("classes") or ["bonafide", "spoof"]), extra)
 
 
-def _load_model(args):
-    """(model, spec, architecture, classes, metadata) from --checkpoint, --config or --program."""
+def _load_model(args, ckpt: dict | None):
+    """(model, spec, architecture, classes, metadata) from --checkpoint (read into ``ckpt``),
+    --config or --program."""
     from edge_cm.features import FeatureSpec
 
     if args.checkpoint:
-        model, spec, arch, classes, extra = load_checkpoint_for_export(args.checkpoint)
+        model, spec, arch, classes, extra = load_checkpoint_for_export(args.checkpoint, ckpt)
         return model, spec, args.architecture or arch, classes, extra
     if args.config:
         from training.config import load_config
@@ -142,14 +144,14 @@ def run_export(argv: list[str]) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ExportError(f"unknown format(s) {bad}", hint=f"use some of {', '.join(FORMATS)}")
-    model, spec, arch, classes, extra = _load_model(args)
-    training_checkpoint = None
+    ckpt = None
     if args.checkpoint:
         from training.train import read_checkpoint
 
         ckpt = read_checkpoint(args.checkpoint)
-        # edge-cm-train checkpoints travel in the bundle for fine-tuning; ResNetSE stage files do not
-        training_checkpoint = ckpt if "model_state" in ckpt else None
+    model, spec, arch, classes, extra = _load_model(args, ckpt)
+    # edge-cm-train checkpoints travel in the bundle for fine-tuning; ResNetSE stage files do not
+    training_checkpoint = ckpt if ckpt is not None and "model_state" in ckpt else None
     window_samples = 64000
     cal = ev = None
     if args.calibration:

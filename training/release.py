@@ -122,7 +122,7 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
 def main(argv: list[str] | None = None) -> int:
     from export.api import export_bundle
     from training.dataset import read_rows
-    from training.train import load_checkpoint, read_checkpoint
+    from training.train import model_from_checkpoint, read_checkpoint
 
     p = argparse.ArgumentParser(prog="edge-cm-train release", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="best.pt of a run, or a bundle with training weights")
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
-    model, meta = load_checkpoint(args.checkpoint)
+    checkpoint = read_checkpoint(args.checkpoint)
+    model, meta = model_from_checkpoint(checkpoint, args.checkpoint)
     export_model = model.export_module() if hasattr(model, "export_module") else model
     spec = meta["feature_spec"]
     rows = read_rows(args.manifest)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = dict(architecture=meta["architecture"], calibration_windows=calib, eval_windows=gate_windows,
                   eval_labels=gate_labels, threshold=threshold, overwrite=args.force, name=name,
                   int8_keep_float=[m for m in args.int8_keep_float.split(",") if m],
-                  training_checkpoint=read_checkpoint(args.checkpoint),
+                  training_checkpoint=checkpoint,
                   threshold_method="EER threshold of runtime clip scores on the dev split (systems unseen in training)")
     notes = ""
     try:

@@ -421,7 +421,11 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """The trained model (eval mode) and its metadata: ``architecture``, ``model_args``,
     ``feature_spec`` (a :class:`FeatureSpec`), ``classes``, ``systems``, ``config`` (a
     :class:`TrainConfig`), ``metrics``."""
-    ckpt = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), path)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path) -> tuple[nn.Module, dict]:
+    """:func:`load_checkpoint` of a checkpoint dict already read from ``path`` (named in errors)."""
     for key in ("architecture", "model_state", "feature_spec", "classes", "config"):
         if key not in ckpt:
             raise DataError(f"checkpoint lacks {key!r}", path=path, hint="was it written by edge-cm-train?")

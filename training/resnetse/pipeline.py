@@ -33,6 +33,7 @@ from edge_cm.errors import DataError
 from edge_cm.features import resnetse_spec
 from training.frontend_torch import TorchFrontEnd
 from training.models import registry
+from training.train import load_weights, read_checkpoint
 
 from .bim import BIMConfig, evasion_adversarial, speaker_adversarial, spoof_score
 from .data import (SAMPLE_RATE, AudioCache, Clip, classification_clips, crop, ge2e_batch, read_bonafide,
@@ -151,15 +152,17 @@ def save_checkpoint(path: Path, model: nn.Module, architecture: str, stage: str,
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The model of a checkpoint (eval mode) and the checkpoint dict."""
-    from training.train import load_weights, read_checkpoint
-
     path = Path(path)
     if path.is_dir() or path.name == "bundle.json":
         raise DataError("ResNetSE stages start from a stage checkpoint (.pt), not a bundle", path=path,
                         hint="pass the pretrain/finetune/distill output, e.g. runs/student.pt")
     if not path.is_file():
         raise DataError("checkpoint not found", path=path, hint="run the previous stage first or fix the path")
-    ckpt = read_checkpoint(path)
+    return model_from_stage_checkpoint(read_checkpoint(path), path)
+
+
+def model_from_stage_checkpoint(ckpt: dict, path: Path) -> tuple[nn.Module, dict]:
+    """:func:`load_checkpoint` of a stage checkpoint dict already read from ``path``."""
     missing = [k for k in ("architecture", "state_dict") if k not in ckpt]
     if missing:
         raise DataError(f"not a ResNetSE stage checkpoint (lacks {missing})", path=path,
