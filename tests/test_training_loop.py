@@ -322,3 +322,54 @@ def test_bundle_carries_the_training_weights_and_adapt_starts_from_it(toy_manife
     npz = save_checkpoint_npz(dict(foreign, feature_spec={}), tmp_path / "no_spec.npz")
     with pytest.raises(DataError, match=r"lack \['feature_spec'\]"):
         load_checkpoint_npz(npz)
+
+
+def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, trained_run, tmp_path, capsys):
+    """`edge-cm-train release` (the command that made the default bundle) on a toy run: the
+    threshold is the EER threshold of the runtime's dev clip scores, the card and evaluation
+    are written, and the bundle's training weights are the checkpoint's."""
+    from edge_cm.bundle import load_bundle
+    from edge_cm.errors import ExportError
+    from edge_cm.metrics import compute_eer
+    from training.checkpoint_npz import load_checkpoint_npz
+    from training.release import main, score_clips
+
+    _, _, run_dir = trained_run
+    # the toy corpus has train and dev only; its dev clips stand in for a test split too
+    import csv
+    from pathlib import Path
+
+    with open(toy_manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, records = reader.fieldnames, list(reader)
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        for rec in records:
+            rec["path"] = str((Path(toy_manifest).parent / rec["path"]).resolve())
+        writer.writerows(records + [dict(rec, split="test") for rec in records if rec["split"] == "dev"])
+    out = tmp_path / "bundle"
+    argv = ["--checkpoint", str(run_dir / "best.pt"), "--manifest", str(manifest), "--out", str(out),
+            "--formats", "onnx", "--gate-windows", "8", "--calibration-windows", "8", "--name", "toy"]
+    assert main(argv) == 0
+    bundle = load_bundle(out)
+    rows = [r for r in ds.read_rows(manifest) if r.split == "dev"]
+    _, scores = score_clips(out, rows)
+    bona = np.array([s for r, s in zip(rows, scores) if r.is_bonafide and s is not None])
+    spoof = np.array([s for r, s in zip(rows, scores) if not r.is_bonafide and s is not None])
+    # compute_eer: higher = bona fide, so the spoof probability is negated
+    eer, threshold = compute_eer(-bona, -spoof)
+    assert bundle.meta.threshold == pytest.approx(-threshold)
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["dev"]["pooled"]["eer"] == pytest.approx(eer)
+    assert set(evaluation["test"]["systems"]) == {r.system for r in rows if not r.is_bonafide}
+    assert "| dev | **pooled** |" in (out / "model_card.md").read_text()
+    shipped = load_checkpoint_npz(bundle.training_weights_path())
+    saved = torch.load(run_dir / "best.pt", weights_only=True)["model_state"]
+    assert shipped["model_state"].keys() == saved.keys()
+    for name, value in saved.items():
+        torch.testing.assert_close(shipped["model_state"][name], value, rtol=0, atol=0)
+    capsys.readouterr()
+    with pytest.raises(ExportError, match="exists|--force"):
+        main(argv)  # a second release into the same folder needs --force
