@@ -177,7 +177,7 @@ def run_export(argv: list[str]) -> int:
         profile=not args.no_profile, name=args.name, micro=args.micro, c_array_dir=args.c_array)
     for key, g in bundle.meta.export_gates["results"].items():
         if g["kind"] == "float_parity":
-            print(f"gate {key}: max |Δ logit| {g['max_abs_logit_diff']:.2e} (limit {g['limit']:.0e}) on "
+            print(f"gate {key}: max |Δ logit| {g['max_abs_logit_diff']:.2e} (limit {g['limit']:.2g}) on "
                   f"{g['windows']} windows: passed")
         else:
             print(f"gate {key}: EER {g['eer_float_percent']:.2f}% -> {g['eer_int8_percent']:.2f}%, decisions agree "

@@ -593,3 +593,17 @@ def test_onnx_export_carries_no_source_paths_and_is_reproducible(tmp_path):
     assert all(len(n.metadata_props) == 0 for n in proto.graph.node)
     assert str(Path(__file__).resolve().parents[1]).encode() not in first.read_bytes()
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_float_gate_limit_scales_with_the_logits_and_still_catches_a_wrong_graph():
+    from export.gates import float_gate
+
+    rng = np.random.default_rng(0)
+    small = rng.normal(0.0, 1.0, (32, 2)).clip(-1, 1)
+    large = small * 300.0
+    assert float_gate(small, small + 5e-5, data="t")["passed"]
+    assert not float_gate(small, small + 5e-4, data="t")["passed"]
+    # float32 rounding at |logit| = 300 is ~2e-5 per operation: 5e-4 is rounding, not a bug
+    gate = float_gate(large, large + 5e-4, data="t")
+    assert gate["passed"] and gate["limit"] == pytest.approx(1e-4 * np.max(np.abs(large)))
+    assert not float_gate(large, large * 1.001, data="t")["passed"]  # a 0.1 % wrong scale is a bug
