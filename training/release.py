@@ -83,7 +83,7 @@ def pick_windows(rows: Sequence, n: int, seed: int) -> tuple[list[np.ndarray], l
 
 
 def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, threshold: float,
-               summary: dict, gates: dict, train_seconds: float | None) -> str:
+               summary: dict, gates: dict, train_seconds: float | None, notes: str = "") -> str:
     lines = [f"### Model card: `{meta_name}` ({arch})", ""]
     if profile:
         from export.profile import parameters_text
@@ -116,6 +116,8 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
                                  for kk, vv in v.items() if kk in ("max_abs_logit_diff", "eer_float_percent", "eer_int8_percent",
                                                                    "decision_agreement", "passed"))
             for k, v in results.items())]
+    if notes:
+        lines += ["", f"Release notes: {notes}"]
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                                metadata={"training_data": {"manifest": Path(args.manifest).name, "splits": summary},
                                          "metrics": metrics, "notes": notes}, **kwargs)
     card = model_card(name, meta["architecture"], bundle.meta.profile, dev, test, threshold, summary,
-                      bundle.meta.export_gates, args.train_seconds)
+                      bundle.meta.export_gates, args.train_seconds, notes)
     (Path(args.out) / "model_card.md").write_text(card, encoding="utf-8")
     (Path(args.out) / "evaluation.json").write_text(json.dumps({"dev": dev, "test": test}, indent=2, default=float)
                                                     + "\n", encoding="utf-8")
