@@ -294,6 +294,47 @@ def test_copy_synthesis_spoofs_inherit_source_split_and_speaker(built, mini_mani
         assert (r.split, r.speaker, r.source) == (src["split"], src["speaker"], src["source"])
 
 
+def _log_rms_frames(w: np.ndarray, hop: int = 320) -> np.ndarray:
+    return np.log(np.sqrt((w[:w.size // hop * hop].reshape(-1, hop) ** 2).mean(axis=1)) + 1e-5)
+
+
+def test_paired_copies_are_cut_where_their_source_is_and_share_its_augmentation(built):
+    from training.corpus.pairs import copy_sources
+    from edge_cm.features import efficientcnn_spec
+    from training.dataset import WindowDataset, copy_groups
+
+    out, _ = built
+    rows = read_manifest_csv(out / "manifest.csv")
+    sources = copy_sources(rows)
+    # Every copy-synthesis spoof finds the clip it was made from; TTS spoofs have none.
+    assert {i for i, r in enumerate(rows) if r.family == "vocoder"} == set(sources)
+    for copy, source in sources.items():
+        assert rows[source].is_bonafide
+        assert (rows[copy].speaker, rows[copy].split) == (rows[source].speaker, rows[source].split)
+    groups = copy_groups(len(rows), sources)
+    assert sorted(i for g in groups for i in g) == list(range(len(rows)))
+
+    def noise(w, rng):  # additive and independent of the signal, so its draw can be compared
+        return w + 0.01 * rng.standard_normal(w.size).astype(np.float32)
+
+    # 0.5-s windows of 1-3 s clips: the crop offset matters.
+    kw = dict(spec=efficientcnn_spec(), train=True, seed=0, window_seconds=0.5)
+    paired = WindowDataset(rows, paired_copies=True, **kw)
+    paired_noisy = WindowDataset(rows, paired_copies=True, augment=noise, **kw)
+    unpaired = WindowDataset(rows, **kw)
+    corr_paired, corr_unpaired = [], []
+    for epoch in range(6):
+        for copy, source in sources.items():
+            a, b = paired.window(copy, epoch), paired.window(source, epoch)
+            corr_paired.append(np.corrcoef(_log_rms_frames(a), _log_rms_frames(b))[0, 1])
+            u, v = unpaired.window(copy, epoch), unpaired.window(source, epoch)
+            corr_unpaired.append(np.corrcoef(_log_rms_frames(u), _log_rms_frames(v))[0, 1])
+            np.testing.assert_allclose(paired_noisy.window(copy, epoch) - a,
+                                       paired_noisy.window(source, epoch) - b, atol=1e-7)
+    assert np.median(corr_paired) > 0.9
+    assert np.median(corr_paired) > np.median(corr_unpaired) + 0.2
+
+
 def test_same_normalisation_for_both_classes(built):
     out, _ = built
     spec = NormalisationSpec()

@@ -40,6 +40,40 @@ def test_fit_window_loops_short_and_crops_long_audio():
     assert len(offsets) > 10 and min(offsets) >= 0 and max(offsets) <= 90
 
 
+def test_copy_lag_finds_a_shift_either_way(real_speech):
+    quiet = (0.001 * np.random.default_rng(0).standard_normal(2400)).astype(np.float32)
+    assert ds.copy_lag(np.concatenate([quiet, real_speech]), real_speech) == 2400
+    assert ds.copy_lag(real_speech[1600:], real_speech) == -1600
+    # a window that starts outside the clip is moved inside; a short clip is looped from ``start``
+    assert ds.fit_window_from(np.arange(10.0), 4, 8).tolist() == [6, 7, 8, 9]
+    assert ds.fit_window_from(np.arange(3.0), 5, 1).tolist() == [1, 2, 0, 1, 2]
+    assert ds.window_start(10, 4, 0.0) == 0 and ds.window_start(10, 4, 0.999) == 6
+
+
+def test_grouped_batches_keep_groups_whole_and_cover_every_index_once():
+    groups = [[0, 5], [1], [2, 3, 4], [6], [7, 8], [9]]
+
+    def batches(epoch):
+        return ds.EpochBatchSampler(10, 4, epoch=epoch, seed=1, shuffle=True, groups=groups).batches()
+
+    for epoch in range(8):
+        got = batches(epoch)
+        flat = [i for b in got for i in b]
+        assert len(flat) == len(set(flat)) and all(len(b) <= 4 for b in got)
+        dropped = set(range(10)) - set(flat)  # only a last batch of one may be dropped
+        assert not dropped or (len(dropped) == 1 and [dropped.pop()] in groups)
+        for g in groups:
+            assert not set(g) & set(flat) or any(set(g) <= set(b) for b in got)
+    assert batches(0) == batches(0) and batches(0) != batches(1)
+    with pytest.raises(DataError, match="exactly once"):
+        ds.EpochBatchSampler(10, 4, epoch=0, seed=1, shuffle=True, groups=[[0, 1]])
+
+
+def test_paired_copies_need_copy_synthesis_spoofs(toy_manifest):
+    with pytest.raises(DataError, match="paired_copies"):
+        prepare(toy_config(toy_manifest, paired_copies=True))
+
+
 def test_inverse_frequency_weights():
     w = inverse_frequency_weights(np.array([0, 0, 0, 1]), 2)
     torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))

@@ -101,6 +101,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    paired_copies: bool = False
+    """Train each copy-synthesis spoof beside its bona fide source: same crop, same augmentation,
+    same batch (see :mod:`training.dataset`). Needs a corpus built by ``edge-cm-train corpus build``."""
     progress: bool = True
     """Show a tqdm progress bar."""
 

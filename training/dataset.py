@@ -9,6 +9,11 @@
   ``(seed, e, i)``, so a batch is the same whichever worker builds it and a resumed run sees
   the same data as an uninterrupted one. Items are addressed as ``(index, epoch)`` by
   :class:`EpochBatchSampler`.
+* Paired copies (``paired_copies``): a copy-synthesis spoof draws from its bona fide source's
+  generator, so both are cut at the same relative offset and get the same augmentation, and the
+  sampler puts them in the same batch. The pair then differs only by the spoofing system, which
+  leaves the model nothing else to learn from it (Wang & Yamagishi, ICASSP 2023, train on
+  vocoded copies of bona fide speech).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from edge_cm.audio import TARGET_SAMPLE_RATE, read_audio
 from edge_cm.errors import DataError
 from edge_cm.features import FeatureSpec, FrameAnalyzer, compute_features
+from training.corpus.pairs import copy_sources
 from training.data.manifest import NO_SYSTEM, ManifestRow, read_manifest_csv
 
 NONE_SOURCE = "none"
@@ -75,6 +81,61 @@ def fit_window(audio: np.ndarray, n: int, rng: np.random.Generator | None) -> np
     return np.ascontiguousarray(audio[offset:offset + n])
 
 
+def window_start(size: int, n: int, position: float) -> int:
+    """First sample of an ``n``-sample window at ``position`` (0 = start, 1 = end) of the possible
+    offsets into a clip of ``size`` samples; 0 for a clip no longer than the window (it is looped)."""
+    return 0 if size <= n else min(size - n, int(position * (size - n + 1)))
+
+
+def fit_window_from(audio: np.ndarray, n: int, start: int) -> np.ndarray:
+    """Exactly ``n`` samples from ``start`` (may lie outside the clip): a short clip is looped
+    (indices wrap), a long one is cropped at ``start`` moved inside it."""
+    if audio.size == 0:
+        raise DataError("cannot make a window from empty audio")
+    if audio.size < n:
+        return np.ascontiguousarray(audio[(start + np.arange(n)) % audio.size])
+    start = min(max(start, 0), audio.size - n)
+    return np.ascontiguousarray(audio[start:start + n])
+
+
+ENVELOPE_HOP = 160
+"""Hop (samples, 10 ms at 16 kHz) of the energy envelopes that align a copy with its source."""
+
+
+def _log_envelope(audio: np.ndarray) -> np.ndarray:
+    frames = audio[:audio.size // ENVELOPE_HOP * ENVELOPE_HOP].reshape(-1, ENVELOPE_HOP).astype(np.float64)
+    env = np.log((frames * frames).mean(axis=1) + 1e-10)
+    return env - env.mean() if env.size else env
+
+
+def copy_lag(copy: np.ndarray, source: np.ndarray, max_lag_seconds: float = 1.0) -> int:
+    """Samples by which ``copy`` lags ``source`` (``copy[t + lag]`` matches ``source[t]``): the lag,
+    within +-``max_lag_seconds``, of the best correlation of their 10-ms log-energy envelopes. The
+    corpus trims and pads every file on its own, so a copy's speech starts up to ~0.4 s off."""
+    a, b = _log_envelope(copy), _log_envelope(source)
+    max_lag = int(max_lag_seconds * TARGET_SAMPLE_RATE / ENVELOPE_HOP)
+    best, best_lag = -np.inf, 0
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b) if lag >= 0 else (a, b[-lag:])
+        k = min(x.size, y.size)
+        if k < 20:  # under 0.2 s of overlap says nothing
+            continue
+        x, y = x[:k] - x[:k].mean(), y[:k] - y[:k].mean()
+        r = float(x @ y) / (float(np.sqrt((x @ x) * (y @ y))) + 1e-12)
+        if r > best:
+            best, best_lag = r, lag
+    return best_lag * ENVELOPE_HOP
+
+
+def copy_groups(n: int, sources: dict[int, int]) -> list[list[int]]:
+    """Indices ``0..n-1`` grouped for batching: each bona fide source with its copies (``sources``
+    maps copy -> source), every other index alone; in index order."""
+    copies: dict[int, list[int]] = {}
+    for copy, source in sources.items():
+        copies.setdefault(source, []).append(copy)
+    return [[i, *sorted(copies.get(i, ()))] for i in range(n) if i not in sources]
+
+
 def binary_target(row: ManifestRow) -> int:
     """Class index of the binary task: 0 = bonafide, 1 = spoof."""
     return 0 if row.is_bonafide else 1
@@ -96,10 +157,17 @@ class WindowDataset(Dataset):
     def __init__(self, rows: Sequence[ManifestRow], spec: FeatureSpec, *, train: bool, seed: int = 0,
                  window_seconds: float = 4.0, systems: Sequence[str] = (NONE_SOURCE,),
                  augment: Callable | None = None, target_fn: Callable[[ManifestRow], int] = binary_target,
-                 add_channel: bool = True):
+                 add_channel: bool = True, paired_copies: bool = False):
         if not rows:
             raise DataError("no rows to build a dataset from", hint="check the manifest and the split names")
         self.rows = list(rows)
+        self._copy_source: dict[int, int] | None = None
+        if paired_copies:
+            self._copy_source = copy_sources(self.rows)
+            if not self._copy_source:
+                raise DataError("paired_copies is on, but no spoof is a copy of a bona fide clip of the same rows",
+                                hint="build the corpus with copy-synthesis systems (vocoders, codecs) in this "
+                                     "split, or set paired_copies: false")
         self.spec = spec
         self.train = train
         self.seed = int(seed)
@@ -114,6 +182,13 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def groups(self) -> list[list[int]] | None:
+        """Indices that must share a training batch (paired copies), or None."""
+        if self._copy_source is None:
+            return None
+        return copy_groups(len(self.rows), self._copy_source)
+
     def labels(self) -> np.ndarray:
         return np.array([self.target_fn(r) for r in self.rows], dtype=np.int64)
 
@@ -127,8 +202,20 @@ class WindowDataset(Dataset):
         audio = read_audio(row.path)
         if not self.train:
             return fit_window(audio, self.window_samples, None)
-        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
-        win = fit_window(audio, self.window_samples, rng)
+        if self._copy_source is None:
+            rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+            win = fit_window(audio, self.window_samples, rng)
+        else:
+            source = self._copy_source.get(index)
+            rng = np.random.default_rng([self.seed, int(epoch), index if source is None else source])
+            position = float(rng.random())
+            if source is not None:
+                # Lay the copy over its source first (same length, speech at the same samples), so
+                # looping a short pair repeats both with the same period.
+                source_audio = read_audio(self.rows[source].path)
+                lag = copy_lag(audio, source_audio)
+                audio = audio[(lag + np.arange(source_audio.size)) % audio.size]
+            win = fit_window_from(audio, self.window_samples, window_start(audio.size, self.window_samples, position))
         if self.augment is not None:
             out = self.augment(win, rng)
             win = fit_window(np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float32),
@@ -152,17 +239,34 @@ class EpochBatchSampler(Sampler):
 
     ``start_batch`` skips batches already trained (resume); ``max_batches`` caps the epoch.
     A final batch of a single example is dropped in training (BatchNorm cannot train on it).
+    With ``groups`` (a partition of the indices) and ``shuffle``, whole groups are shuffled and
+    packed into batches of at most ``batch_size``, never split (a larger group is a batch of its own).
     """
 
     def __init__(self, n: int, batch_size: int, *, epoch: int, seed: int, shuffle: bool,
-                 start_batch: int = 0, max_batches: int = 0):
+                 start_batch: int = 0, max_batches: int = 0, groups: Sequence[Sequence[int]] | None = None):
         self.n, self.batch_size, self.epoch, self.seed, self.shuffle = n, batch_size, epoch, seed, shuffle
         self.start_batch, self.max_batches = start_batch, max_batches
+        self.groups = [list(g) for g in groups] if groups is not None else None
+        if self.groups is not None and sorted(i for g in self.groups for i in g) != list(range(n)):
+            raise DataError(f"batch groups must hold each of the {n} indices exactly once")
+
+    def _packed(self, rng: np.random.Generator) -> list[list[int]]:
+        out: list[list[int]] = [[]]
+        for g in rng.permutation(len(self.groups)):
+            group = self.groups[int(g)]
+            if out[-1] and len(out[-1]) + len(group) > self.batch_size:
+                out.append([])
+            out[-1].extend(group)
+        return out if out[-1] else []
 
     def batches(self) -> list[list[int]]:
-        order = (np.random.default_rng([self.seed, 7919, self.epoch]).permutation(self.n) if self.shuffle
-                 else np.arange(self.n))
-        out = [order[i:i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)]
+        rng = np.random.default_rng([self.seed, 7919, self.epoch])
+        if self.shuffle and self.groups is not None:
+            out = self._packed(rng)
+        else:
+            order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            out = [order[i:i + self.batch_size].tolist() for i in range(0, self.n, self.batch_size)]
         if self.shuffle and len(out) > 1 and len(out[-1]) < 2:
             out.pop()
         if self.max_batches > 0:
@@ -187,7 +291,8 @@ def collate(items: list[dict]) -> dict:
 def make_loader(dataset: WindowDataset, batch_size: int, *, epoch: int = 0, seed: int = 0, shuffle: bool,
                 num_workers: int = 0, start_batch: int = 0, max_batches: int = 0) -> DataLoader:
     sampler = EpochBatchSampler(len(dataset), batch_size, epoch=epoch, seed=seed, shuffle=shuffle,
-                                start_batch=start_batch, max_batches=max_batches)
+                                start_batch=start_batch, max_batches=max_batches,
+                                groups=getattr(dataset, "groups", None))
     # Own generator: creating an iterator must not draw from the global torch RNG (dropout's).
     gen = torch.Generator().manual_seed(seed * 1000003 + epoch)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,

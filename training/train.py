@@ -381,7 +381,8 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
     add_channel = len(arch.input_shape) == 3
     common = dict(spec=spec, seed=cfg.seed, window_seconds=cfg.window_seconds, systems=systems,
                   add_channel=add_channel)
-    train_set = ds.WindowDataset(train_rows, train=True, augment=cfg.augment.build(), **common)
+    train_set = ds.WindowDataset(train_rows, train=True, augment=cfg.augment.build(),
+                                 paired_copies=cfg.paired_copies, **common)
     val_set = ds.WindowDataset(val_rows, train=False, **common)
     meta = {"architecture": cfg.architecture, "model_args": model_args, "feature_spec": spec.to_dict(),
             "classes": list(CLASSES), "systems": list(systems)}

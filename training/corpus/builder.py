@@ -33,6 +33,7 @@ from training.data.manifest import ManifestRow, write_manifest_csv
 from . import splits as splits_mod
 from . import systems as systems_mod
 from .normalise import SAMPLE_RATE, NormalisationSpec, normalise
+from .pairs import copy_stem
 from .vocoders import UnstableSynthesis
 
 DEFAULT_MAX_MINUTES = 4.0
@@ -214,7 +215,7 @@ def plan(cfg: BuildConfig, bona: list[dict]) -> tuple[list[Job], dict[str, str]]
                     break
                 rec = pool[int(i)]
                 total += float(rec.get("seconds") or 0.0)
-                stem = Path(rec["rel_path"]).with_suffix("").as_posix().replace("/", "__")
+                stem = copy_stem(rec["rel_path"])
                 jobs.append(Job("copy", name, system.family, f"spoof/{name}/{split}/{stem}.flac", split,
                                 rec.get("speaker", ""), rec.get("language", ""), rec.get("source", ""),
                                 derive_seed(cfg.seed, name, stem), src_path=rec["abs_path"],
