@@ -115,10 +115,25 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={node.args[0]: act_in}, output_qspec=act_out, _annotated=True)
 
+    def fuse_linear_relu(node, config) -> None:
+        """Quantise ``linear -> ReLU`` after the ReLU, as litert-torch does for convolutions: the
+        pre-ReLU range can be far wider than what passes (a mostly negative channel), and one
+        per-tensor scale over it rounds the other channels to zero."""
+        ann = node.meta.get("quantization_annotation")
+        users = list(node.users)
+        if (node.target != aten.linear.default or ann is None or ann.output_qspec is None or len(users) != 1
+                or users[0].target not in relus or "quantization_annotation" in users[0].meta):
+            return
+        ann.output_qspec = None
+        users[0].meta["quantization_annotation"] = QuantizationAnnotation(
+            output_qspec=get_output_act_qspec(config), _annotated=True)
+
     class SoftmaxAwareQuantizer(pt2e_quantizer.PT2EQuantizer):
         def annotate(self, model):
             model = super().annotate(model)
             for node in model.graph.nodes:
+                if node.op == "call_function":
+                    fuse_linear_relu(node, self.global_config)
                 if node.op == "call_function" and node.target == torch.ops.aten.softmax.int:
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         output_qspec=get_fixed_qparams_qspec(self.global_config), _annotated=True)

@@ -2,6 +2,7 @@
 through the CLI, gated, run in each real runtime, profiled, and checked for microcontrollers."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -441,6 +442,15 @@ def test_standalone_batchnorm_becomes_integer_ops(tmp_path):
         bn.running_var.uniform_(0.5, 2.0)
     prepared, n = affine_standalone_batchnorm(model)
     assert n == 2  # the BN right after a conv is left for PT2E to fold into it
+    # after conv/linear -> ReLU with positive scales: the scale moves into the layer, + t stays
+    assert prepared[2].scale is None and prepared[8].scale is None
+    negative = copy.deepcopy(model)
+    with torch.no_grad():
+        negative[2].weight[0] = -1.0  # ReLU(z) * s != ReLU(z * s) for s < 0: keep the multiply
+    kept, _ = affine_standalone_batchnorm(negative)
+    assert kept[2].scale is not None and torch.equal(kept[0].weight, negative[0].weight)
+    with torch.no_grad():
+        assert torch.max(torch.abs(kept(x := torch.randn(4, 1, 16, 16)) - negative(x))) < 1e-5
     assert not any(isinstance(m, nn.BatchNorm1d) for m in prepared.modules())
     x = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
@@ -448,6 +458,41 @@ def test_standalone_batchnorm_becomes_integer_ops(tmp_path):
     calib = [np.random.default_rng(i).standard_normal((1, 1, 16, 16)).astype(np.float32) for i in range(4)]
     full = export_tflite_int8(prepared, x[:1], iter(calib), tmp_path / "full.tflite")
     assert tflite_float_ops(full) == []
+
+
+def test_a_quiet_channel_before_batchnorm_survives_int8(tmp_path):
+    """RES-EfficientCNN LARGE's int8 TFLite once agreed with float on half the windows: its classifier
+    BN (after linear -> ReLU) scaled channels by 0.15 to 250, and the per-tensor int8 scale of the
+    linear's output rounded its quiet channels to zero. Here one channel is 1000x quieter than the
+    rest and BN restores it, and one is mostly negative before the ReLU; the int8 model must still
+    follow the quiet channel."""
+    from export.prepare import affine_standalone_batchnorm
+    from export.tflite_export import export_tflite_int8, run_tflite
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    data = torch.randn(512, 1, 8, 8)
+    with torch.no_grad():
+        model[1].weight[0] *= 1e-3
+        model[1].bias[0] = 0.0
+        model[1].bias[1] = -1.0  # mostly below zero: after scaling, a wide range that ReLU cuts off
+        model[3].momentum = None
+        model.train()(data)  # BN statistics of the data: channel 0 gets a scale near 300
+        model[4].weight.zero_()
+        model[4].weight[0, 0] = 1.0  # logit 0 reads the quiet channel only
+        model[4].weight[1, 2] = 1.0
+    model.eval()
+    prepared, _ = affine_standalone_batchnorm(model)
+    assert prepared[3].scale is None  # the BN scale moved into the linear layer: only + t is left
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, 1, 8, 8)).astype(np.float32) for _ in range(32)]
+    test = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    path = export_tflite_int8(prepared, torch.from_numpy(test[:1]), iter(calib), tmp_path / "quiet.tflite")
+    got = np.concatenate([run_tflite(str(path), test[i:i + 1]) for i in range(len(test))])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(test)).numpy()
+    for k in range(2):
+        assert np.std(got[:, k]) > 0 and np.corrcoef(got[:, k], ref[:, k])[0, 1] > 0.98
 
 
 def test_waveform_model_exports_with_samples_input(tmp_path, real_speech):
