@@ -96,13 +96,26 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
         ann = arg.meta.get("quantization_annotation") if isinstance(arg, torch.fx.Node) else None
         return ann is not None and ann.output_qspec is not None
 
+    def constant(arg) -> bool:
+        """Whether ``arg`` is computed from weights and buffers only (no model input)."""
+        if not isinstance(arg, torch.fx.Node):
+            return True
+        if arg.op == "get_attr":
+            return True
+        return arg.op == "call_function" and all(constant(a) for a in arg.args)
+
     def annotate_add_and_mean(node, config) -> None:
         if node.op != "call_function" or "quantization_annotation" in node.meta:
             return
         act_in, act_out = get_input_act_qspec(config), get_output_act_qspec(config)
-        # Only additions of quantised tensors and means that feed quantised ops: in float
-        # arithmetic (a per-window normalisation, var + eps) they would only add a rounding step.
-        if node.target == aten.add.Tensor and all(quantised(a) for a in node.args[:2]):
+        # Only additions of quantised tensors (or of a quantised tensor and a constant, such as a
+        # BatchNorm shift) and means that feed quantised ops: in float arithmetic (a per-window
+        # normalisation, var + eps) they would only add a rounding step.
+        if (node.target == aten.add.Tensor and quantised(node.args[0]) and isinstance(node.args[1], torch.fx.Node)
+                and constant(node.args[1])):
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={node.args[0]: act_in, node.args[1]: act_in}, output_qspec=act_out, _annotated=True)
+        elif node.target == aten.add.Tensor and all(quantised(a) for a in node.args[:2]):
             users = list(node.users)
             relu = users[0] if len(users) == 1 and users[0].target in relus else None
             node.meta["quantization_annotation"] = QuantizationAnnotation(

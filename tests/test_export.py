@@ -459,6 +459,24 @@ def test_standalone_batchnorm_becomes_integer_ops(tmp_path):
     full = export_tflite_int8(prepared, x[:1], iter(calib), tmp_path / "full.tflite")
     assert tflite_float_ops(full) == []
 
+    class Residual(nn.Module):  # RES-EfficientCNN's block: two conv -> ReLU -> BN paths, added
+        def __init__(self):
+            super().__init__()
+            self.main = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4))
+            self.shortcut = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), nn.BatchNorm2d(4))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 16 * 16, 2))
+
+        def forward(self, x):
+            return self.head(self.main(x) + self.shortcut(x))
+
+    residual = Residual().eval()
+    for bn in (residual.main[2], residual.shortcut[2]):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2.0)
+    prepared, _ = affine_standalone_batchnorm(residual)
+    full = export_tflite_int8(prepared, x[:1], iter(calib), tmp_path / "residual.tflite")
+    assert tflite_float_ops(full) == []  # the BN shifts and the residual addition are int8 too
+
 
 def test_a_quiet_channel_before_batchnorm_survives_int8(tmp_path):
     """RES-EfficientCNN LARGE's int8 TFLite once agreed with float on half the windows: its classifier
