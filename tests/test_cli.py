@@ -131,6 +131,7 @@ def test_demo_clips_carry_attribution():
                          "--out", "{tmp}/out.md"]),
     ("int8_mixed_precision.py", ["--checkpoint", "{tmp}/best.pt", "--manifest", "{tmp}/m.csv",
                                  "--keep-float", "features.0", "--out", "{tmp}/out.md"]),
+    ("compare_releases.py", ["--bundle", "a={tmp}", "--out", "{tmp}/out.md"]),
 ])
 def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
     pytest.importorskip("torch", reason="these benchmarks need the training extra")
@@ -141,3 +142,27 @@ def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_pat
     line, = res.stderr.strip().splitlines()
     assert line.startswith(f"{script}: error: {tmp_path}") and "not found" in line
     assert not (tmp_path / "out.md").exists()
+
+
+def test_compare_releases_puts_each_bundles_own_figures_side_by_side(tmp_path):
+    """Two bundles: the shipped default's evaluation and a copy with one test system's EER changed."""
+    repo = Path(__file__).resolve().parents[1]
+    shipped = repo / "edge_cm" / "assets" / "models" / "default"
+    evaluation = json.loads((shipped / "evaluation.json").read_text())
+    system = sorted(evaluation["test"]["systems"])[0]
+    evaluation["test"]["systems"][system]["eer"] = 0.5
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "evaluation.json").write_text(json.dumps(evaluation))
+    res = subprocess.run([sys.executable, str(repo / "benchmarks" / "compare_releases.py"), "--bundle", f"a={shipped}",
+                          "--bundle", f"b={tmp_path / 'other'}", "--group", "ab=a,b", "--out", str(tmp_path / "t.md")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    original = json.loads((shipped / "evaluation.json").read_text())
+    row = next(r for r in rows if r["split"] == "test" and r["row"] == system)
+    assert row["eer"] == {"a": pytest.approx(100 * original["test"]["systems"][system]["eer"]), "b": 50.0}
+    pooled = next(r for r in rows if r["split"] == "dev" and r["row"] == "pooled")
+    assert pooled["eer"]["a"] == pooled["eer"]["b"] == pytest.approx(100 * original["dev"]["pooled"]["eer"])
+    line = next(ln for ln in (tmp_path / "t.md").read_text().splitlines() if f"`{system}`" in ln)
+    a = 100 * original["test"]["systems"][system]["eer"]
+    assert line.split("|")[-3].strip() == f"{(a + 50) / 2:.2f}" and line.split("|")[-2].strip() == f"{abs(50 - a):.2f}"
