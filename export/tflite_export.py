@@ -102,7 +102,7 @@ def _quantizer_class(keep_float: Sequence[str] = ()):
             return True
         if arg.op == "get_attr":
             return True
-        return arg.op == "call_function" and all(constant(a) for a in arg.args)
+        return arg.op == "call_function" and all(constant(a) for a in arg.all_input_nodes)
 
     def annotate_add_and_mean(node, config) -> None:
         if node.op != "call_function" or "quantization_annotation" in node.meta:
