@@ -7,11 +7,12 @@ QUANTIZE), costing 4 bytes per activation in the arena and breaking full-integer
 deployment. In inference BN is the per-channel affine map ``x * s + t``; written as a
 multiply and an add, both of which the quantizer annotates, it becomes int8 MUL / ADD.
 
-The MUL's constant ``s`` is quantised per tensor, so channels whose scale is small next to
-the largest lose it: RES-EfficientCNN LARGE's classifier BN had scales from 0.15 to 250, and
-its int8 model agreed with float on half the windows. Where the BN follows ``conv/linear ->
-ReLU`` and every ``s`` is positive, ``ReLU(z) * s = ReLU(z * s)`` moves ``s`` into the layer's
-weights, which are quantised per output channel; only the ``+ t`` remains.
+The tensor before the MUL is quantised per tensor, so when ``s`` differs widely between
+channels, the channels BN scales up most are tiny there and round to zero; RES-EfficientCNN
+LARGE's classifier BN did this, and its int8 model agreed with float on half the windows.
+Where the BN follows ``conv/linear -> ReLU`` and every ``s`` is positive,
+``ReLU(z) * s = ReLU(z * s)`` moves ``s`` into the layer's weights, which are quantised per
+output channel; only the ``+ t`` remains.
 """
 from __future__ import annotations
 

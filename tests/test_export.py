@@ -480,8 +480,8 @@ def test_standalone_batchnorm_becomes_integer_ops(tmp_path):
 
 def test_a_quiet_channel_before_batchnorm_survives_int8(tmp_path):
     """RES-EfficientCNN LARGE's int8 TFLite once agreed with float on half the windows: its classifier
-    BN (after linear -> ReLU) scaled channels by 0.15 to 250, and the per-tensor int8 scale of the
-    linear's output rounded its quiet channels to zero. Here one channel is 1000x quieter than the
+    BN (after linear -> ReLU) scaled some channels up far more than others, and the per-tensor int8
+    scale of the linear's output rounded those quiet channels to zero. Here one channel is 1000x quieter than the
     rest and BN restores it, and one is mostly negative before the ReLU; the int8 model must still
     follow the quiet channel."""
     from export.prepare import affine_standalone_batchnorm
