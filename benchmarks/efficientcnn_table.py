@@ -130,7 +130,7 @@ def table(args, parts: dict[str, list], held: set[str], results: list[dict]) -> 
         f"# EfficientCNN family on `{args.manifest.name}`",
         "",
         f"Trained with `benchmarks/efficientcnn_table.py` (batch {args.batch_size}, at most {args.max_epochs} epochs, "
-        f"{len(parts['train'])} training files, validation files {args.max_val_files or 'all'} of "
+        f"{min(len(parts['train']), args.max_train_files or len(parts['train']))} training files, validation files {args.max_val_files or 'all'} of "
         f"`{args.eval_split}`, no augmentation, seed {args.seed}, {torch.get_num_threads()} CPU threads; "
         f"command: `{' '.join(sys.argv)}`). Parameters and size are of the exported model (no multi-task head); "
         "MFLOPs = 2 x conv+linear MACs for one 4-s window; one centred 4-s window per file is scored.",
