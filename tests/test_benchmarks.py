@@ -1,0 +1,74 @@
+"""Pure logic of the benchmark scripts (their command lines are in test_cli.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from edge_cm.errors import DataError
+from training.corpus.pairs import copy_stem
+from training.data.manifest import ManifestRow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    pytest.importorskip("torch", reason="the benchmark scripts need the training extra")
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train_rows(bonafide_rows) -> list[ManifestRow]:
+    """The shared corpus's real training speakers, laid out as a built corpus (paths only) with a
+    vocoder copy of every third clip and two TTS voices."""
+    root = Path("/corpus")
+    rows = []
+    for k, r in enumerate(x for x in bonafide_rows if x["split"] == "train"):
+        rows.append(ManifestRow(path=str(root / "bonafide" / r["path"]), label="bonafide", speaker=r["speaker"],
+                                family="bonafide", split="train"))
+        if k % 3 == 0:
+            rows.append(ManifestRow(path=str(root / "spoof" / "voc_a" / "train" / f"{copy_stem(r['path'])}.flac"),
+                                    label="spoof", speaker=r["speaker"], system="voc_a", family="vocoder",
+                                    split="train"))
+    for voice in ("tts_a", "tts_b"):
+        rows += [ManifestRow(path=str(root / "spoof" / voice / "train" / f"{voice}_{i:04d}.flac"), label="spoof",
+                             speaker=voice, system=voice, family="tts", split="train") for i in range(60)]
+    return rows
+
+
+def test_seen_holdout_keeps_speakers_and_copies_on_one_side(train_rows):
+    table = _script("efficientcnn_table")
+    kept, seen = table.seen_holdout(train_rows, 0.15, seed=0)
+    assert len(kept) + len(seen) == len(train_rows) and not {r.path for r in kept} & {r.path for r in seen}
+    assert 0.10 * len(train_rows) <= len(seen) <= 0.15 * len(train_rows)
+    speakers = [{r.speaker for r in part if r.is_bonafide and r.speaker} for part in (kept, seen)]
+    assert speakers[1] and not speakers[0] & speakers[1]
+    parts = (("kept", kept), ("seen", seen))
+    side = {copy_stem(Path(r.path).relative_to("/corpus/bonafide").as_posix()): part
+            for part, rows in parts for r in rows if r.is_bonafide}
+    copies = [(part, r) for part, rows in parts for r in rows if r.system == "voc_a"]
+    assert {part for part, _ in copies} == {"kept", "seen"}
+    for part, r in copies:
+        assert side[Path(r.path).stem] == part, r.path
+    # the systems of the seen column are really seen: every one is also in training
+    assert {r.system for r in seen if not r.is_bonafide} == {"voc_a", "tts_a", "tts_b"}
+    assert {r.system for r in seen if not r.is_bonafide} <= {r.system for r in kept}
+
+
+def test_seen_holdout_is_seeded_and_can_be_off(train_rows):
+    table = _script("efficientcnn_table")
+    first = [r.path for r in table.seen_holdout(train_rows, 0.15, seed=0)[1]]
+    assert first == [r.path for r in table.seen_holdout(train_rows, 0.15, seed=0)[1]]
+    assert first != [r.path for r in table.seen_holdout(train_rows, 0.15, seed=1)[1]]
+    kept, seen = table.seen_holdout(train_rows, 0.0, seed=0)
+    assert kept == train_rows and seen == []
+
+
+def test_seen_holdout_of_one_class_is_a_data_error(train_rows):
+    table = _script("efficientcnn_table")
+    with pytest.raises(DataError, match="only one class"):
+        table.seen_holdout([r for r in train_rows if r.is_bonafide], 0.15, seed=0)
