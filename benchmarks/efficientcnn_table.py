@@ -89,8 +89,14 @@ def eer_of(scored, keep: set[str] | None = None) -> float | None:
 def bench_variant(name: str, args, parts: dict[str, list], held: set[str]) -> dict:
     out = Path(args.runs) / name
     row_file = out / "table_row.json"
+    settings = {k: getattr(args, k) for k in ("max_epochs", "batch_size", "seed", "seen_share", "max_train_files",
+                                              "max_val_files", "norm_windows")}
     if row_file.exists():
-        return json.loads(row_file.read_text(encoding="utf-8"))
+        row = json.loads(row_file.read_text(encoding="utf-8"))
+        if row.get("settings") != settings:
+            raise DataError(f"this run was made with other settings: {row.get('settings')}", path=row_file,
+                            hint="pass the same settings, or a new --runs folder")
+        return row
     cfg = TrainConfig(architecture=name, manifest=str(args.manifest), batch_size=args.batch_size,
                       max_epochs=args.max_epochs, num_workers=args.workers, seed=args.seed,
                       max_train_files=args.max_train_files, max_val_files=args.max_val_files,
@@ -114,7 +120,7 @@ def bench_variant(name: str, args, parts: dict[str, list], held: set[str]) -> di
               "eer_held": eer_of(scored["dev"], held) if "dev" in scored else None,
               "eer_test": eer_of(scored["test"]) if "test" in scored else None,
               "epochs": trainer.state.epoch, "train_s": train_seconds,
-              "paper_params": registry.get(name).paper.get("params")}
+              "paper_params": registry.get(name).paper.get("params"), "settings": settings}
     row_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
 
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"--seen-share {args.seen_share} is not in [0, 1)", hint="e.g. --seen-share 0.15")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = ds.read_rows(args.manifest)
+    if not any(r.split == "train" for r in rows):
+        raise DataError("no train rows in the manifest", path=args.manifest, hint="build the corpus with a train split")
     train, seen_rows = seen_holdout([r for r in rows if r.split == "train"], args.seen_share, args.seed)
     parts = {"train": train, "seen": seen_rows, "dev": [r for r in rows if r.split == args.eval_split],
              "test": [r for r in rows if args.test_split and r.split == args.test_split]}
