@@ -7,7 +7,7 @@ EER when every test spoof is BIM-perturbed against that very model to lower its
 spoof score (robustness), plus its training and evaluation time.
 
 ``--budget`` picks a preset (``tiny`` runs end to end in minutes on 2 CPU cores,
-``small`` in about an hour, ``paper`` uses the paper's settings); any single knob
+``small`` in about half an hour, ``medium`` in about two hours, ``paper`` uses the paper's settings); any single knob
 can be overridden (``--epochs``, ``--max-per-class``...).
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ BUDGETS: dict[str, dict] = {
                  eval_per_class=2, window_seconds=1.0, adversarial_pairs=4, batch_size=4),
     "small": dict(epochs=3, ge2e_steps=40, speakers=7, utterances=4, crop_seconds=2.0, max_per_class=40,
                   eval_per_class=40, window_seconds=2.0, adversarial_pairs=24, batch_size=8),
+    "medium": dict(epochs=4, ge2e_steps=100, speakers=7, utterances=4, crop_seconds=2.0, max_per_class=120,
+                   eval_per_class=100, window_seconds=2.0, adversarial_pairs=48, batch_size=8),
     "paper": dict(epochs=10, ge2e_steps=500, speakers=7, utterances=10, crop_seconds=2.0, max_per_class=None,
                   eval_per_class=None, window_seconds=4.0, adversarial_pairs=256, batch_size=16),
 }
