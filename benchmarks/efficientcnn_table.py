@@ -5,7 +5,8 @@
 
 Columns: parameters (exported, i.e. without a multi-task head), MFLOPs of one 4-s window
 (2 x conv+linear MACs), float32 weight size, EER on seen and on held-out spoofing systems,
-pooled EER on the test split, and CPU training time (sum of epoch wall times).
+pooled EER on the test split, epochs run and the epoch whose checkpoint is scored (lowest
+validation loss), and CPU training time (sum of epoch wall times).
 
 "Seen" systems are those of the training split. A corpus that gives every system to one
 split has none in dev, so ``--seen-share`` holds a share of the training split out of
@@ -19,6 +20,7 @@ variant, so an interrupted benchmark leaves the rows it finished.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -86,6 +88,19 @@ def eer_of(scored, keep: set[str] | None = None) -> float | None:
     return compute_eer(scored.scores[scored.labels == 0], scored.scores[spoof])[0]
 
 
+def best_epoch(metrics_csv: Path) -> int:
+    """The epoch the training loop kept as ``best.pt``: the first with the lowest validation loss."""
+    try:
+        with open(metrics_csv, newline="", encoding="utf-8") as f:
+            rows = [(float(r["val_loss"]), int(r["epoch"])) for r in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(f"cannot read the epochs of a run: {e}", path=metrics_csv,
+                        hint="rerun this variant in a new --runs folder") from e
+    if not rows:
+        raise DataError("the run logged no epoch", path=metrics_csv, hint="rerun this variant in a new --runs folder")
+    return min(rows, key=lambda r: r[0])[1]
+
+
 def bench_variant(name: str, args, parts: dict[str, list], held: set[str]) -> dict:
     out = Path(args.runs) / name
     row_file = out / "table_row.json"
@@ -96,7 +111,7 @@ def bench_variant(name: str, args, parts: dict[str, list], held: set[str]) -> di
         if row.get("settings") != settings:
             raise DataError(f"this run was made with other settings: {row.get('settings')}", path=row_file,
                             hint="pass the same settings, or a new --runs folder")
-        return row
+        return {**row, "best_epoch": best_epoch(out / "metrics.csv")}
     cfg = TrainConfig(architecture=name, manifest=str(args.manifest), batch_size=args.batch_size,
                       max_epochs=args.max_epochs, num_workers=args.workers, seed=args.seed,
                       max_train_files=args.max_train_files, max_val_files=args.max_val_files,
@@ -119,7 +134,7 @@ def bench_variant(name: str, args, parts: dict[str, list], held: set[str]) -> di
               "eer_seen": eer_of(scored["seen"]) if "seen" in scored else None,
               "eer_held": eer_of(scored["dev"], held) if "dev" in scored else None,
               "eer_test": eer_of(scored["test"]) if "test" in scored else None,
-              "epochs": trainer.state.epoch, "train_s": train_seconds,
+              "epochs": trainer.state.epoch, "best_epoch": best_epoch(out / "metrics.csv"), "train_s": train_seconds,
               "paper_params": registry.get(name).paper.get("params"), "settings": settings}
     row_file.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
@@ -150,13 +165,13 @@ def table(args, parts: dict[str, list], held: set[str], results: list[dict]) -> 
         f"- EER test: every `{args.test_split}` file, pooled; its systems and speakers are in no other split.",
         "",
         "| variant | params | paper params | MFLOPs | size (KB, fp32) | EER seen (%) | EER held-out (%) "
-        "| EER test (%) | epochs | train wall time on CPU (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| EER test (%) | epochs | best epoch | train wall time on CPU (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| `{r['name']}` | {r['params']:,} | {r['paper_params']:,} | {r['mflops']:.1f} | "
                      f"{r['kb']:.1f} | {fmt_pct(r['eer_seen'])} | {fmt_pct(r['eer_held'])} | "
-                     f"{fmt_pct(r.get('eer_test'))} | {r['epochs']} | {r['train_s']:.0f} |")
+                     f"{fmt_pct(r.get('eer_test'))} | {r['epochs']} | {r['best_epoch']} | {r['train_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

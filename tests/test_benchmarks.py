@@ -72,3 +72,20 @@ def test_seen_holdout_of_one_class_is_a_data_error(train_rows):
     table = _script("efficientcnn_table")
     with pytest.raises(DataError, match="only one class"):
         table.seen_holdout([r for r in train_rows if r.is_bonafide], 0.15, seed=0)
+
+
+def test_best_epoch_is_the_first_with_the_lowest_validation_loss(tmp_path):
+    from training.train import METRIC_FIELDS
+
+    table = _script("efficientcnn_table")
+    csv_file = tmp_path / "metrics.csv"
+    losses = [0.9, 0.5, 0.7, 0.5]  # a tie later must not move the checkpoint, as the loop keeps strict improvements
+    csv_file.write_text(",".join(METRIC_FIELDS) + "\n" + "".join(
+        ",".join(str(v) for v in (e, e * 10, 1e-3, 1.0, loss, 0.3, 0.7, 60.0)) + "\n"
+        for e, loss in enumerate(losses, start=1)), encoding="utf-8")
+    assert table.best_epoch(csv_file) == 2
+    csv_file.write_text(",".join(METRIC_FIELDS) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no epoch"):
+        table.best_epoch(csv_file)
+    with pytest.raises(DataError, match="cannot read"):
+        table.best_epoch(tmp_path / "missing.csv")

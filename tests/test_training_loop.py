@@ -1,8 +1,10 @@
 """The shared training loop: config, data windows, one step, exact resume, evaluation."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,6 +251,16 @@ def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, trained_run,
     assert len(scores) == 1 + len(rows)
     for png in ("det.png", "hist.png"):
         assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_benchmark_table_names_the_epoch_of_best_pt(trained_run):
+    _, _, run_dir = trained_run
+    spec = importlib.util.spec_from_file_location(
+        "efficientcnn_table", Path(__file__).resolve().parents[1] / "benchmarks" / "efficientcnn_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    _, meta = load_checkpoint(run_dir / "best.pt")
+    assert table.best_epoch(run_dir / "metrics.csv") == meta["metrics"]["epoch"]
 
 
 def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, trained_run, tmp_path):
