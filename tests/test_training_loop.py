@@ -420,3 +420,57 @@ def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, 
     capsys.readouterr()
     with pytest.raises(ExportError, match="exists|--force"):
         main(argv)  # a second release into the same folder needs --force
+
+
+def test_weight_average_follows_the_formula_and_swaps_back():
+    from training.weight_average import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.bias.fill_(0.0)
+    avg = WeightAverage(model, decay=0.9)
+    expected = torch.zeros(1, 2)
+    for step, value in enumerate([1.0, 2.0, 4.0, 8.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        d = min(0.9, (1 + step) / (10 + step))  # warm-up: 2/11, 3/12, ... then 0.9
+        expected = d * expected + (1 - d) * value
+        avg.update(model)
+    assert torch.allclose(avg.params["weight"], expected)
+    with avg.applied(model):
+        assert torch.allclose(model.weight, expected)
+    assert torch.equal(model.weight, torch.full((1, 2), 8.0))  # the raw weights are back
+    restored = WeightAverage(model, decay=0.5)
+    restored.load_state_dict(avg.state_dict())
+    assert restored.updates == 4 and restored.decay == 0.9 and torch.equal(restored.params["weight"], avg.params["weight"])
+
+
+def test_ema_run_saves_averaged_best_and_raw_last_and_resumes_exactly(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=2, max_steps_per_epoch=3,
+                     ema_decay=0.5)
+    one = run(replace(cfg, max_epochs=1), tmp_path / "one")
+    best = torch.load(tmp_path / "one" / "best.pt", weights_only=True)  # epoch 1 is always the best so far
+    last = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    averaged = last["train_state"]["weight_average"]["params"]
+    assert last["train_state"]["weight_average"]["updates"] == one.state.global_step == 3
+    raw = dict(one.model.named_parameters())
+    for name, value in averaged.items():
+        assert torch.equal(best["model_state"][name], value), name  # validated and saved: the average
+        assert torch.equal(last["model_state"][name], raw[name].detach()), name  # resume point: the raw weights
+    assert any(not torch.equal(averaged[n], raw[n].detach()) for n in averaged)
+    # Two epochs straight, or interrupted after 4 steps and resumed: same weights, same average.
+    a = run(cfg, tmp_path / "a")
+    run(cfg, tmp_path / "b", max_steps=4)
+    b = run(cfg, tmp_path / "b", resume=True)
+    assert b.state.global_step == a.state.global_step == 6
+    for name, p in a.model.named_parameters():
+        assert torch.equal(p, dict(b.model.named_parameters())[name]), name
+        assert torch.equal(a.weight_average.params[name], b.weight_average.params[name]), name
+
+
+@pytest.mark.parametrize("changes, message", [({"ema_decay": 1.0}, "ema_decay"),
+                                              ({"ema_decay": 0.99, "precise_bn_batches": 0}, "precise_bn")])
+def test_bad_ema_settings_are_refused(toy_manifest, changes, message):
+    with pytest.raises(DataError, match=message):
+        toy_config(toy_manifest, **changes)

@@ -98,6 +98,9 @@ class TrainConfig:
     precise_bn_batches: int = 16
     """Training batches over which BatchNorm statistics are recomputed exactly before each
     validation (0 = keep the running averages)."""
+    ema_decay: float = 0.0
+    """Per-step decay of an exponential moving average of the weights that is validated and saved
+    as best.pt (0 = off; e.g. 0.998 averages over about 500 steps). See training/weight_average.py."""
     checkpoint_every_steps: int = 0
     """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -114,6 +117,11 @@ class TrainConfig:
             raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
         if self.class_weighting not in ("inverse_frequency", "none"):
             raise DataError(f"class_weighting must be 'inverse_frequency' or 'none', got {self.class_weighting!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise DataError(f"ema_decay must be in [0, 1), got {self.ema_decay}", hint="0 turns it off; try 0.998")
+        if self.ema_decay > 0 and self.precise_bn_batches <= 0:
+            raise DataError("ema_decay needs precise_bn_batches > 0",
+                            hint="BatchNorm statistics must be recomputed for the averaged weights")
         if self.window_seconds <= 0:
             raise DataError(f"window_seconds must be positive, got {self.window_seconds}")
 
