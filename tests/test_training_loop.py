@@ -469,6 +469,17 @@ def test_ema_run_saves_averaged_best_and_raw_last_and_resumes_exactly(toy_manife
         assert torch.equal(a.weight_average.params[name], b.weight_average.params[name]), name
 
 
+def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=1, max_steps_per_epoch=2)
+    plain = run(cfg, tmp_path / "r", max_steps=1)
+    fresh = prepare(replace(cfg, ema_decay=0.9), feature_spec=plain.train_set.spec, systems=plain.meta["systems"])
+    trainer = Trainer(replace(cfg, ema_decay=0.9), fresh.model, fresh.train_set, fresh.val_set, tmp_path / "r",
+                      meta=fresh.meta)
+    trainer.load(tmp_path / "r" / "last.pt")
+    for name, p in plain.model.named_parameters():
+        assert torch.equal(trainer.weight_average.params[name], p.detach()), name
+
+
 @pytest.mark.parametrize("changes, message", [({"ema_decay": 1.0}, "ema_decay"),
                                               ({"ema_decay": 0.99, "precise_bn_batches": 0}, "precise_bn")])
 def test_bad_ema_settings_are_refused(toy_manifest, changes, message):

@@ -276,11 +276,14 @@ class Trainer:
         self.optimizer.load_state_dict(ts["optimizer"])
         self.scheduler.load_state_dict(ts["scheduler"])
         _set_rng_state(ts["rng"])
-        if self.weight_average is not None and ts.get("weight_average"):
-            try:
-                self.weight_average.load_state_dict(ts["weight_average"])
-            except KeyError as exc:
-                raise DataError(str(exc), path=path, hint="resume with the run's own config") from exc
+        if self.weight_average is not None:
+            if ts.get("weight_average"):
+                try:
+                    self.weight_average.load_state_dict(ts["weight_average"])
+                except KeyError as exc:
+                    raise DataError(str(exc), path=path, hint="resume with the run's own config") from exc
+            else:  # a run made without averaging: start the average at the loaded weights
+                self.weight_average = WeightAverage(self.model, self.cfg.ema_decay)
         self.state = TrainState(epoch=ts["epoch"], batch=ts["batch"], global_step=ts["global_step"],
                                 best_val_loss=ts["best_val_loss"], epoch_loss_sum=ts["epoch_loss_sum"],
                                 epoch_loss_count=ts["epoch_loss_count"], finished=ts["finished"],
