@@ -6,9 +6,9 @@ with no / static / active AEG. Every row reports the EER on the test split and t
 EER when every test spoof is BIM-perturbed against that very model to lower its
 spoof score (robustness), plus its training and evaluation time.
 
-``--budget`` picks a preset (``tiny`` runs end to end in minutes on 2 CPU cores,
-``small`` in about half an hour, ``medium`` in about two hours, ``paper`` uses the paper's settings); any single knob
-can be overridden (``--epochs``, ``--max-per-class``...).
+``--budget`` picks a preset (``tiny`` runs end to end in minutes on 2 CPU cores; ``small``
+took 33 min and ``medium`` 73 min on the developer corpus, see README; ``paper`` uses the
+paper's settings); any single knob can be overridden (``--epochs``, ``--max-per-class``...).
 """
 from __future__ import annotations
 
