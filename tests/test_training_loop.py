@@ -443,7 +443,8 @@ def test_weight_average_follows_the_formula_and_swaps_back():
     assert torch.equal(model.weight, torch.full((1, 2), 8.0))  # the raw weights are back
     restored = WeightAverage(model, decay=0.5)
     restored.load_state_dict(avg.state_dict())
-    assert restored.updates == 4 and restored.decay == 0.9 and torch.equal(restored.params["weight"], avg.params["weight"])
+    assert restored.updates == 4 and restored.decay == 0.9
+    assert torch.equal(restored.params["weight"], avg.params["weight"])
 
 
 def test_ema_run_saves_averaged_best_and_raw_last_and_resumes_exactly(toy_manifest, tmp_path):
