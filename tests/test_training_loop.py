@@ -470,6 +470,27 @@ def test_ema_run_saves_averaged_best_and_raw_last_and_resumes_exactly(toy_manife
         assert torch.equal(a.weight_average.params[name], b.weight_average.params[name]), name
 
 
+def test_averaging_does_not_change_the_training_steps(toy_manifest, tmp_path):
+    # Step 3 comes after the first validation, so the averaged weights must have been swapped out again.
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=2, max_steps_per_epoch=2)
+    plain = run(cfg, tmp_path / "plain", max_steps=3)
+    averaged = run(replace(cfg, ema_decay=0.5), tmp_path / "ema", max_steps=3)
+    for name, p in plain.model.named_parameters():
+        assert torch.equal(p, dict(averaged.model.named_parameters())[name]), name
+
+
+def test_a_saved_average_of_another_model_is_a_data_error(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=1, max_steps_per_epoch=2,
+                     ema_decay=0.5)
+    run(cfg, tmp_path / "r", max_steps=1)
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    params = ckpt["train_state"]["weight_average"]["params"]
+    params["not_a_layer.weight"] = params.pop(next(iter(params)))
+    torch.save(ckpt, tmp_path / "r" / "last.pt")
+    with pytest.raises(DataError, match="another model"):
+        run(cfg, tmp_path / "r", resume=True)
+
+
 def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_manifest, tmp_path):
     cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=1, max_steps_per_epoch=2)
     plain = run(cfg, tmp_path / "r", max_steps=1)
