@@ -92,7 +92,8 @@ def test_piper_is_speech_and_deterministic():
 
 # -- copy-synthesis ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_lpc"])
+@pytest.mark.parametrize("name", ["voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim",
+                                  "voc_mel40_griffinlim", "voc_lpc"])
 def test_copy_synthesis_keeps_duration_and_is_deterministic(clip, name):
     system = systems.get(name)
     y = system.engine.run(clip, 7, None)
@@ -128,9 +129,32 @@ def test_copy_synthesis_resembles_the_source(clip):
     """Every vocoder's log-mel distance to the source is far below that of noise of equal RMS."""
     noise = np.random.default_rng(0).standard_normal(len(clip)).astype(np.float32) * np.std(clip)
     noise_d = _spectral_distance(clip, noise)
-    for name in ("voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_lpc"):
+    for name in ("voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim", "voc_mel40_griffinlim",
+                 "voc_lpc"):
         d = _spectral_distance(clip, systems.get(name).engine.run(clip, 1, None))
         assert d < 0.5 * noise_d, f"{name}: log-mel distance {d:.2f} vs noise {noise_d:.2f}"
+
+
+def test_mel_smoothing_keeps_the_mel_spectrum_and_drops_the_harmonics(clip):
+    """What the mel vocoders feed Griffin-Lim: the source's 80-band mel spectrum, without the
+    harmonic ripple between bands (the detail a mel-conditioned neural vocoder has to invent)."""
+    from edge_cm.features import FeatureSpec, mel_filterbank
+    from training.corpus.vocoders import _stft, mel_smoothed
+
+    window = np.hanning(1025)[:-1]
+    mag = np.abs(_stft(clip.astype(np.float64), 1024, 256, window))
+    fb = mel_filterbank(FeatureSpec("log_mel", win_length=1024, hop_length=256, n_fft=1024, n_mels=80))
+    smooth = mel_smoothed(mag, fb)
+    assert smooth.shape == mag.shape and smooth.min() >= 0.0
+    loud = (mag @ fb.T).sum(axis=1) > 0.1 * (mag @ fb.T).sum(axis=1).max()
+    mel_in, mel_out = (mag @ fb.T)[loud], (smooth @ fb.T)[loud]
+    assert np.abs(mel_out - mel_in).sum() < 0.05 * mel_in.sum()
+    upper = slice(len(window) // 4, None)  # 4-8 kHz, where the bands are many bins wide
+
+    def ripple(m):
+        return float(np.abs(np.diff(m[loud][:, upper], n=2, axis=1)).sum() / m[loud][:, upper].sum())
+
+    assert ripple(smooth) < 0.5 * ripple(mag)
 
 
 def test_hifigan_reconstructs_mel(clip):

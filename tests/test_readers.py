@@ -268,6 +268,20 @@ def test_manifest_roundtrip_relative_and_absolute(tmp_path):
     assert read_manifest_csv(out, resolve_paths=False)[1].path == "sub/b.flac"
 
 
+def test_manifest_paths_relative_to_the_working_directory_are_stored_relative_to_the_csv(tmp_path, monkeypatch):
+    """The corpus builder with a relative ``--out`` gives rows like ``corpus/a.flac``: stored as
+    ``a.flac`` in corpus/m.csv, so the manifest still reads back from any working directory."""
+    (tmp_path / "corpus").mkdir()
+    monkeypatch.chdir(tmp_path)
+    rows = [ManifestRow(path="corpus/a.flac", label="bonafide", family="bonafide", system="-"),
+            ManifestRow(path="other/b.flac", label="spoof")]
+    out = write_manifest_csv(rows, Path("corpus") / "m.csv", relative_to="corpus")
+    with open(out, newline="", encoding="utf-8") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == ["a.flac", "other/b.flac"]
+    monkeypatch.chdir("/")
+    assert read_manifest_csv(tmp_path / "corpus" / "m.csv")[0].path == str(tmp_path.resolve() / "corpus" / "a.flac")
+
+
 def test_manifest_write_is_atomic(tmp_path):
     target = tmp_path / "m.csv"
     write_manifest_csv(sample_rows(tmp_path), target)

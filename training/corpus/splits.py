@@ -10,7 +10,8 @@ Default assignment (:data:`DEFAULT_SPLITS`):
 =====  ==========================================================================================
 split  systems
 =====  ==========================================================================================
-train  vocoder: WORLD (Harvest F0), MLSA (SWIPE' F0), Griffin-Lim; codec: Lyra 3.2 kbit/s;
+train  vocoder: WORLD (Harvest F0), MLSA (SWIPE' F0), Griffin-Lim, Griffin-Lim from 80 and from
+       40 mel bands; codec: Lyra 3.2 kbit/s;
        TTS: espeak-ng en-us+m3, en+f4, en+m1, en-us+klatt, de+m2, es+m4, nl+m6, ru+m3;
        festival kal_diphone, lp_diphone (it), czech_dita (cs), suo_fi_lj_diphone (fi);
        flite kal, slt
@@ -33,7 +34,8 @@ SPLIT_NAMES = ("train", "dev", "test")
 
 DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
-        "voc_world_harvest", "voc_mlsa_swipe", "voc_griffinlim", "codec_lyra_3200",
+        "voc_world_harvest", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim", "voc_mel40_griffinlim",
+        "codec_lyra_3200",
         "tts_espeak_en-us+m3", "tts_espeak_en+f4", "tts_espeak_en+m1", "tts_espeak_en-us+klatt",
         "tts_espeak_de+m2", "tts_espeak_es+m4", "tts_espeak_nl+m6", "tts_espeak_ru+m3",
         "tts_festival_kal_diphone", "tts_festival_lp_diphone", "tts_festival_czech_dita",

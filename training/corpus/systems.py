@@ -49,6 +49,8 @@ class CopySynthesis:
             return vocoders.mlsa(x, seed, **opts)
         if self.method == "griffin_lim":
             return vocoders.griffin_lim(x, seed, **opts)
+        if self.method == "mel_griffin_lim":
+            return vocoders.mel_griffin_lim(x, seed, **opts)
         if self.method == "lpc":
             return vocoders.lpc(x, seed, **opts)
         if self.method == "hifigan":
@@ -96,6 +98,9 @@ COPY_SYSTEMS = (
     CopySynthesis("voc_mlsa_swipe", "vocoder", "mlsa", (("f0_method", "swipe"),)),
     CopySynthesis("voc_mlsa_world", "vocoder", "mlsa", (("f0_method", "world"),)),
     CopySynthesis("voc_griffinlim", "vocoder", "griffin_lim", (("iterations", 32),)),
+    CopySynthesis("voc_mel_griffinlim", "vocoder", "mel_griffin_lim"),
+    CopySynthesis("voc_mel40_griffinlim", "vocoder", "mel_griffin_lim",
+                  (("n_mels", 40), ("n_fft", 512), ("hop", 160), ("iterations", 16))),
     CopySynthesis("voc_lpc", "vocoder", "lpc"),
     CopySynthesis("voc_hifigan", "vocoder", "hifigan"),
     CopySynthesis("codec_lyra_3200", "codec", "lyra", (("bitrate", 3200),)),

@@ -11,6 +11,10 @@ nothing is time-stretched).
   pulse train (voiced) / Gaussian noise (unvoiced) from SWIPE' or WORLD F0. 5 ms hop.
 * :func:`griffin_lim` — magnitude STFT (512-point, 128 hop, Hann) and Griffin-Lim phase recovery
   from a seeded random phase.
+* :func:`mel_griffin_lim` — the magnitude squeezed through a mel filterbank (80 bands, 1024-point
+  FFT, 256 hop, as the mel spectrograms neural vocoders are conditioned on), expanded back by the
+  filterbank's pseudo-inverse and rendered by Griffin-Lim: the fine spectral detail a mel
+  bottleneck loses is lost here too.
 * :func:`lpc` — LPC (order 18, 25 ms Hann frames, 10 ms hop) and an all-pole filter driven by a
   pulse train at the WORLD F0 or white noise, scaled by the frame's prediction-error power; the
   residual is discarded, so the waveform is truly resynthesised.
@@ -146,19 +150,44 @@ def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray, length: i
     return out[pad: pad + length]
 
 
+def _griffin_lim_render(mag: np.ndarray, seed: int, iterations: int, n_fft: int, hop: int,
+                        window: np.ndarray, length: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    phase = np.exp(2j * np.pi * rng.random(mag.shape))
+    y = _istft(mag * phase, n_fft, hop, window, length)
+    for _ in range(iterations):
+        spec = _stft(y, n_fft, hop, window)
+        spec = spec[: mag.shape[0]]
+        y = _istft(mag * np.exp(1j * np.angle(spec)), n_fft, hop, window, length)
+    return y
+
+
 def griffin_lim(x: np.ndarray, seed: int = 0, iterations: int = 32, n_fft: int = 512, hop: int = 128) -> np.ndarray:
     """Griffin-Lim reconstruction from the magnitude STFT, random initial phase from ``seed``."""
     x64 = np.asarray(x, dtype=np.float64)
     window = np.hanning(n_fft + 1)[:-1]
     mag = np.abs(_stft(x64, n_fft, hop, window))
-    rng = np.random.default_rng(seed)
-    phase = np.exp(2j * np.pi * rng.random(mag.shape))
-    y = _istft(mag * phase, n_fft, hop, window, len(x64))
-    for _ in range(iterations):
-        spec = _stft(y, n_fft, hop, window)
-        spec = spec[: mag.shape[0]]
-        y = _istft(mag * np.exp(1j * np.angle(spec)), n_fft, hop, window, len(x64))
-    return _fit_length(y, len(x))
+    return _fit_length(_griffin_lim_render(mag, seed, iterations, n_fft, hop, window, len(x64)), len(x))
+
+
+def mel_griffin_lim(x: np.ndarray, seed: int = 0, n_mels: int = 80, n_fft: int = 1024, hop: int = 256,
+                    iterations: int = 32) -> np.ndarray:
+    """Griffin-Lim from a mel-smoothed magnitude (``n_mels`` bands, 0-8 kHz); seeded random phase."""
+    from edge_cm.features import FeatureSpec, mel_filterbank
+
+    x64 = np.asarray(x, dtype=np.float64)
+    window = np.hanning(n_fft + 1)[:-1]
+    mag = np.abs(_stft(x64, n_fft, hop, window))
+    fb = mel_filterbank(FeatureSpec("log_mel", win_length=n_fft, hop_length=hop, n_fft=n_fft, n_mels=n_mels))
+    smooth = mel_smoothed(mag, fb)
+    return _fit_length(_griffin_lim_render(smooth, seed, iterations, n_fft, hop, window, len(x64)), len(x))
+
+
+def mel_smoothed(mag: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Magnitudes (frames, bins) through the filterbank ``fb`` (bands, bins) and back to bins."""
+    # the pseudo-inverse spreads each band's value back over its bins (the least-norm magnitude with
+    # the same mel spectrum); its negative lobes are clipped, as no magnitude can be negative
+    return np.maximum((mag @ fb.T) @ np.linalg.pinv(fb).T, 0.0)
 
 
 def lpc_coefficients(frame: np.ndarray, order: int) -> tuple[np.ndarray, float]:

@@ -133,11 +133,18 @@ def read_manifest_csv(path: str | Path, *, resolve_paths: bool = True) -> list[M
     return rows
 
 
+def _real_folder(path: str) -> str:
+    """``path`` made absolute with its folder's symlinks resolved (the file itself may be a link)."""
+    head, tail = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(head), tail)
+
+
 def write_manifest_csv(rows: Iterable[ManifestRow], path: str | Path, *,
                        relative_to: str | Path | None = None) -> Path:
     """Write ``rows`` as CSV atomically (temporary file + rename), so a crash never leaves half a file.
 
-    With ``relative_to`` (usually the CSV's folder), audio paths under it are stored relative.
+    With ``relative_to`` (usually the CSV's folder), audio paths under it are stored relative. A
+    relative row path is taken as relative to the working directory, as ``open`` would read it.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,9 +157,11 @@ def write_manifest_csv(rows: Iterable[ManifestRow], path: str | Path, *,
             writer.writeheader()
             for row in rows:
                 record = {name: getattr(row, name) for name in COLUMNS}  # asdict deep-copies: slow
-                if base is not None and record["path"].startswith(base_prefix):
-                    # Paths outside the base folder stay absolute.
-                    record["path"] = Path(record["path"][len(base_prefix):]).as_posix()
+                if base is not None:
+                    where = _real_folder(record["path"])
+                    if where.startswith(base_prefix):
+                        record["path"] = Path(where[len(base_prefix):]).as_posix()
+                    # Paths outside the base folder stay as given.
                 record["seconds"] = "" if row.seconds is None else repr(float(row.seconds))
                 writer.writerow(record)
         os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a manifest is meant to be shared
