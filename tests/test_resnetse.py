@@ -174,6 +174,7 @@ def test_classes_and_family_mapping():
                 "voc_world": "vocoder_source_filter",
                 "voc_mlsa": "vocoder_source_filter", "voc_lpc": "vocoder_source_filter",
                 "voc_griffinlim": "vocoder_spectrogram", "voc_hifigan": "vocoder_spectrogram",
+                "voc_mel_griffinlim": "vocoder_spectrogram", "voc_mel40_griffinlim": "vocoder_spectrogram",
                 "codec_lyra_3200": "codec_neural"}
     for system, family in expected.items():
         assert family_of(system) == family

@@ -11,7 +11,7 @@ tts_formant               ``tts_espeak_*`` (eSpeak NG formant synthesis)
 tts_concatenative         ``tts_festival_*``, ``tts_flite_*`` (diphone / unit concatenation)
 tts_neural                ``tts_piper_*`` (VITS neural TTS)
 vocoder_source_filter     ``voc_world``, ``voc_mlsa``, ``voc_lpc`` (excitation + spectral filter)
-vocoder_spectrogram       ``voc_griffinlim``, ``voc_mel*griffinlim``, ``voc_hifigan`` (magnitude/mel spectrogram inversion)
+vocoder_spectrogram       ``voc_griffinlim``, ``voc_mel*``, ``voc_hifigan`` (spectrogram inversion)
 codec_neural              ``codec_lyra_*`` (Lyra neural speech codec)
 ========================  ==================================================================
 """
