@@ -455,6 +455,25 @@ def test_cli_rejects_unknown_system(mini_manifest, tmp_path):
         main(["build", "--bonafide", str(mini_manifest), "--out", str(tmp_path), "--systems", "tts_nope"])
 
 
+def test_excluded_systems_leave_the_other_systems_plans_unchanged(mini_manifest, tmp_path, bonafide_dir):
+    """--exclude rebuilds a corpus made before a system existed: the excluded system gets no job and
+    every other system keeps the exact files it would have had; an unknown name is an error."""
+    from dataclasses import replace
+
+    from edge_cm.errors import DataError
+    from training.corpus.cli import main
+
+    bona = builder.read_bonafide_manifest(bonafide_dir / "manifest.csv")
+    every = replace(_cfg(mini_manifest, tmp_path), systems=None, include_bonafide=False)
+    fewer = replace(every, exclude_systems=("voc_mel_griffinlim", "voc_mel40_griffinlim"))
+    jobs_all = [j.out_rel for j in builder.plan(every, bona)[0]]
+    jobs_fewer = [j.out_rel for j in builder.plan(fewer, bona)[0]]
+    assert any("/voc_mel_griffinlim/" in p for p in jobs_all) and any("/voc_mel40_griffinlim/" in p for p in jobs_all)
+    assert jobs_fewer == [p for p in jobs_all if "/voc_mel_griffinlim/" not in p and "/voc_mel40_griffinlim/" not in p]
+    with pytest.raises(DataError, match="unknown system"):
+        main(["build", "--bonafide", str(mini_manifest), "--out", str(tmp_path), "--exclude", "voc_mel"])
+
+
 def test_per_system_cap_extends_a_plan_without_changing_its_first_files(mini_manifest, tmp_path, bonafide_dir):
     """--system-minutes: a larger cap for one copy-synthesis system keeps the files it already planned
     (so a rerun into the same folder only adds files) and leaves the other systems alone."""

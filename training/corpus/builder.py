@@ -57,6 +57,9 @@ class BuildConfig:
     bonafide_manifest: Path
     out_dir: Path
     systems: tuple[str, ...] | None = None
+    exclude_systems: tuple[str, ...] = ()
+    """Systems left out of ``systems`` (or of the default assignment), e.g. to rebuild a corpus
+    made before a system existed."""
     jobs: int = 1
     seed: int = 0
     max_minutes_per_system: float = DEFAULT_MAX_MINUTES
@@ -175,6 +178,9 @@ def _selected_systems(cfg: BuildConfig) -> tuple[dict[str, str], dict[str, str]]
     """(system -> split for systems to run, system -> reason for systems skipped)."""
     assignment = splits_mod.system_split()
     wanted = list(assignment) if cfg.systems is None else list(cfg.systems)
+    for name in cfg.exclude_systems:
+        systems_mod.get(name)  # an unknown name is a typo, not a no-op
+    wanted = [name for name in wanted if name not in cfg.exclude_systems]
     lyra = None if cfg.lyra_dir is None else str(cfg.lyra_dir)
     run, skipped = {}, {}
     for name in wanted:

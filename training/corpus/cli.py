@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--bonafide", type=Path, required=True, help="bona fide manifest.csv (shared/data/bonafide layout)")
     b.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
     b.add_argument("--systems", nargs="+", default=None, help="system names (default: all in the split assignment)")
+    b.add_argument("--exclude", nargs="+", default=[], metavar="SYSTEM",
+                   help="leave these systems out (e.g. to rebuild a corpus made before they existed)")
     b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-minutes-per-system", type=float, default=DEFAULT_MAX_MINUTES,
@@ -85,7 +87,8 @@ def main(argv: list[str]) -> int:
             print(f"{name:<40} {'tts':<8} {'-':<6} SKIP: {reason}")
         return 0
     cfg = BuildConfig(minutes_per_system=_system_minutes(args.system_minutes), bonafide_manifest=args.bonafide, out_dir=args.out,
-                      systems=tuple(args.systems) if args.systems else None, jobs=args.jobs, seed=args.seed,
+                      systems=tuple(args.systems) if args.systems else None, exclude_systems=tuple(args.exclude),
+                      jobs=args.jobs, seed=args.seed,
                       max_minutes_per_system=args.max_minutes_per_system,
                       lyra_dir=args.lyra_dir or _default_lyra_dir(), sentences=args.sentences,
                       include_bonafide=not args.no_bonafide, channel_match=not args.no_channel_match,
