@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_cm.errors import DataError
@@ -89,3 +90,30 @@ def test_best_epoch_is_the_first_with_the_lowest_validation_loss(tmp_path):
         table.best_epoch(csv_file)
     with pytest.raises(DataError, match="cannot read"):
         table.best_epoch(tmp_path / "missing.csv")
+
+
+def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
+    errs = _script("error_sources")
+    pooled = errs.pooled_scores([0.2, 0.9, 0.5])
+    assert pooled["mean_p"] == pytest.approx(1.6 / 3) and pooled["median"] == 0.5 and pooled["max"] == 0.9
+    assert pooled["mean_log_odds"] == pytest.approx((np.log(0.25) + np.log(9.0)) / 3)
+
+    def rec(label, source, score, seconds, split="dev"):
+        return {"split": split, "label": label, "source": source, "seconds": seconds,
+                "mean_p": score, "mean_log_odds": score, "median": score, "max": score}
+
+    records = ([rec("bonafide", "quiet", 0.1 + 0.01 * i, 6.0) for i in range(10)]
+               + [rec("bonafide", "codec", 0.7 + 0.01 * i, 1.0) for i in range(5)]
+               + [rec("spoof", "tts", 0.6 + 0.03 * i, 3.0) for i in range(10)])
+    result = errs.breakdown(records, threshold=0.65, no_speech={"dev": 2, "test": 0})
+    assert set(result) == {"dev"}  # test has no records: no row rather than a crash
+    dev = result["dev"]
+    assert (dev["bonafide_clips"], dev["spoof_clips"], dev["no_speech_clips"]) == (15, 10, 2)
+    assert dev["sources"]["quiet"]["false_alarm_percent"] == 0.0
+    assert dev["sources"]["codec"]["false_alarm_percent"] == 100.0
+    assert dev["sources"]["quiet"]["eer_vs_all_spoofs"] == 0.0 < dev["sources"]["codec"]["eer_vs_all_spoofs"]
+    short, mid, long_ = dev["lengths"]["0-2 s"], dev["lengths"]["2-4 s"], dev["lengths"]["4-8 s"]
+    assert (short["bonafide_clips"], short["spoof_clips"], short["eer"]) == (5, 0, None)
+    assert mid["spoof_clips"] == 10 and mid["miss_percent"] == pytest.approx(20.0)  # 0.60 and 0.63 < 0.65
+    assert long_["false_alarm_percent"] == 0.0
+    assert 0.0 < dev["pooling_eer"]["mean_p"] < 50.0

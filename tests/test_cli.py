@@ -132,6 +132,7 @@ def test_demo_clips_carry_attribution():
     ("int8_mixed_precision.py", ["--checkpoint", "{tmp}/best.pt", "--manifest", "{tmp}/m.csv",
                                  "--keep-float", "features.0", "--out", "{tmp}/out.md"]),
     ("compare_releases.py", ["--bundle", "a={tmp}", "--out", "{tmp}/out.md"]),
+    ("error_sources.py", ["--bundle", "{tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
     ("efficientcnn_table.py", ["--manifest", "{tmp}/m.csv", "--runs", "{tmp}/runs", "--out", "{tmp}/out.md"]),
 ])
 def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
