@@ -1,5 +1,5 @@
-"""Where does a bundle err? Its dev and test clip scores broken down by bona fide source,
-by clip length, and by how window scores are pooled into a clip score.
+"""Where does a bundle err? Its clip scores (dev and test, optionally train) broken down by bona
+fide source, by clip length, and by how window scores are pooled into a clip score.
 
 The pooled EER mixes two kinds of error: spoofs that pass and bona fide clips that are
 flagged. Per-system tables (``compare_releases.py``) show the first; this shows the second
@@ -9,10 +9,11 @@ to blame. Every clip is scored once through the runtime (``edge_cm.Detector.dete
 the window scores are kept, so the pooling alternatives need no second pass.
 
     python benchmarks/error_sources.py --bundle edge_cm/assets/models/default \\
-        --manifest devcorpus/manifest.csv --out benchmarks/results/error_sources_default.md
+        --manifest devcorpus/manifest.csv --splits train dev test \\
+        --out benchmarks/results/error_sources_default.md
 
-Writes the markdown table, a ``.json`` with the same figures and a ``.csv`` of clip scores
-(one row per dev and test clip) beside it.
+Writes the markdown table and a ``.json`` with the same figures beside it; ``--clips-csv``
+also writes every clip's scores (one row per clip with speech).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SPLITS = ("dev", "test")
+SPLITS = ("train", "dev", "test")
+"""Splits that can be broken down; dev and test by default (train shows what the model fits)."""
 LENGTH_BUCKETS = ((0.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, float("inf")))
 """Clip lengths in seconds; below 4 s the runtime loops the clip to fill its one window."""
 
@@ -78,11 +80,12 @@ def score_rows(bundle: Path, rows: list, root: Path) -> tuple[list[dict], dict[s
     return out, no_speech
 
 
-def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int]) -> dict:
+def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int],
+              splits: tuple[str, ...] = SPLITS) -> dict:
     """Per split: pooled EER per pooling rule; per bona fide source and per length bucket,
     error rates at ``threshold`` (the bundle's, on ``mean_p``) and the EER against all spoofs."""
     result: dict = {}
-    for split in SPLITS:
+    for split in splits:
         part = [r for r in records if r["split"] == split]
         bona = [r for r in part if r["label"] == "bonafide"]
         spoof = [r for r in part if r["label"] == "spoof"]
@@ -153,22 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--manifest", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="markdown table (.json and .csv beside it)")
+    p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
+    p.add_argument("--clips-csv", type=Path, help="also write the clip scores here")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=["dev", "test"],
+                   help="splits to break down (default: dev test)")
     args = p.parse_args(argv)
     bundle = load_bundle(args.bundle)
-    rows = [r for r in read_rows(args.manifest) if r.split in SPLITS]
+    rows = [r for r in read_rows(args.manifest) if r.split in args.splits]
     if not rows:
-        raise DataError("the manifest has no dev or test rows", path=args.manifest,
+        raise DataError(f"the manifest has no rows in {' or '.join(args.splits)}", path=args.manifest,
                         hint="pass a corpus built by edge-cm-train corpus build")
     records, no_speech = score_rows(args.bundle, rows, args.manifest.resolve().parent)
-    result = breakdown(records, bundle.meta.threshold, no_speech)
+    if not records:
+        raise DataError("the runtime found speech in none of the clips", path=args.manifest,
+                        hint="check the corpus audio with edge-cm-train corpus check")
+    result = breakdown(records, bundle.meta.threshold, no_speech, tuple(args.splits))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(bundle.meta.name, bundle.meta.threshold, result), encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    with open(args.out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    if args.clips_csv:
+        with open(args.clips_csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
     print(args.out.read_text(encoding="utf-8"))
     return 0
 
