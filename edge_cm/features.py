@@ -8,6 +8,8 @@ Kinds:
 * ``log_spectrogram`` - log-magnitude STFT with global z-normalisation (EfficientCNN);
 * ``log_mel`` - log mel power spectrogram with per-window instance normalisation (ResNetSE);
 * ``log_stft`` - ``ln(|X| + 1e-7)`` STFT, no normalisation (dual-stream model);
+* ``log_spec_mgd`` - the ``log_spectrogram`` rows followed by as many rows of the modified
+  group delay of the same frames (phase; see :func:`modified_group_delay`);
 * ``waveform`` - the raw samples, optionally instance-normalised (SSL models).
 
 Frames are not centred (no padding): frame ``i`` covers samples
@@ -24,7 +26,7 @@ import numpy as np
 
 from .errors import FeatureSpecError
 
-KINDS = ("log_spectrogram", "log_mel", "log_stft", "waveform")
+KINDS = ("log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "waveform")
 NORMALIZATIONS = ("none", "global", "instance")
 
 
@@ -53,6 +55,12 @@ class FeatureSpec:
     """Per-bin standard deviation for ``global`` normalisation (length = n_bins)."""
     norm_eps: float = 1e-5
     """Added to the variance in ``instance`` normalisation (as torch InstanceNorm)."""
+    mgd_alpha: float = 0.4
+    """``log_spec_mgd``: exponent that compresses the modified group delay, sign(t) |t|^alpha."""
+    mgd_gamma: float = 0.9
+    """``log_spec_mgd``: the smoothed magnitude is raised to 2 gamma in the group delay's denominator."""
+    mgd_lifter: int = 30
+    """``log_spec_mgd``: cepstral coefficients kept to smooth the magnitude (the spectral envelope)."""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +78,11 @@ class FeatureSpec:
                 raise FeatureSpecError(f"unknown window {self.window!r}", hint="hamming, hann or rectangular")
         if self.kind == "log_mel" and self.n_mels <= 0:
             raise FeatureSpecError("log_mel needs n_mels > 0")
+        if self.kind == "log_spec_mgd" and not (0 < self.mgd_alpha <= 1 and self.mgd_gamma > 0
+                                                 and 0 < self.mgd_lifter <= self.n_fft // 2):
+            raise FeatureSpecError(
+                f"log_spec_mgd needs 0 < mgd_alpha <= 1, mgd_gamma > 0 and 0 < mgd_lifter <= n_fft / 2 "
+                f"(got {self.mgd_alpha}, {self.mgd_gamma}, {self.mgd_lifter})")
         if self.normalization == "global":
             if self.norm_mean is None or self.norm_std is None:
                 raise FeatureSpecError("global normalization needs norm_mean and norm_std",
@@ -84,9 +97,12 @@ class FeatureSpec:
     # -- geometry -------------------------------------------------------
     @property
     def n_bins(self) -> int:
-        """Feature rows: n_fft // 2 + 1 for STFTs, n_mels for log_mel, 1 for waveform."""
+        """Feature rows: n_fft // 2 + 1 for STFTs (twice that for log_spec_mgd), n_mels for log_mel,
+        1 for waveform."""
         if self.kind == "log_mel":
             return self.n_mels
+        if self.kind == "log_spec_mgd":
+            return 2 * (self.n_fft // 2 + 1)
         if self.kind == "waveform":
             return 1
         return self.n_fft // 2 + 1
@@ -206,6 +222,32 @@ def mel_filterbank(spec: FeatureSpec) -> np.ndarray:
     return np.maximum(0.0, np.minimum(up, down))
 
 
+def cepstral_smooth(log_mag: np.ndarray, n_fft: int, lifter: int) -> np.ndarray:
+    """The spectral envelope of log magnitudes (frames, n_fft // 2 + 1): keep the first ``lifter``
+    real-cepstrum coefficients (and their mirror), drop the rest."""
+    cep = np.fft.irfft(log_mag, n=n_fft, axis=-1)
+    cep[..., lifter:n_fft - lifter + 1] = 0.0
+    return np.fft.rfft(cep, n=n_fft, axis=-1).real
+
+
+def modified_group_delay(framed: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Modified group delay (Hegde, Murthy and Gadde 2007) of windowed frames (frames, win_length), float64.
+
+    Group delay is the negative frequency derivative of the phase: with X the FFT of the frame
+    and Y the FFT of the frame times its time index, it is Re(conj(X) Y) / |X|^2 (samples). Near
+    spectral zeros |X|^2 is tiny and the ratio explodes, so the denominator is the cepstrally
+    smoothed magnitude S to the power 2 gamma, and the result is compressed to sign(t) |t|^alpha.
+    The time index runs from the frame centre, so the window's own delay of (win - 1) / 2
+    samples does not turn the feature into a copy of the magnitude.
+    """
+    t = np.arange(spec.win_length) - (spec.win_length - 1) / 2.0
+    x = np.fft.rfft(framed, n=spec.n_fft, axis=1)
+    y = np.fft.rfft(framed * t[None, :], n=spec.n_fft, axis=1)
+    envelope = cepstral_smooth(np.log(np.abs(x) + spec.log_offset), spec.n_fft, spec.mgd_lifter)
+    tau = (x.real * y.real + x.imag * y.imag) * np.exp(-2.0 * spec.mgd_gamma * envelope)
+    return np.sign(tau) * np.abs(tau) ** spec.mgd_alpha
+
+
 class FrameAnalyzer:
     """Turns frames of samples into per-frame feature columns (before normalisation).
 
@@ -232,6 +274,9 @@ class FrameAnalyzer:
         # rounding would move ln(|X| + offset) by 1e-2 and training/runtime would disagree.
         framed = x[idx].astype(np.float64) * self._window[None, :]
         mag = np.abs(np.fft.rfft(framed, n=spec.n_fft, axis=1))
+        if spec.kind == "log_spec_mgd":
+            return np.concatenate([np.log(mag + spec.log_offset), modified_group_delay(framed, spec)],
+                                  axis=1).T.astype(np.float32)
         if spec.power != 1.0:
             mag = mag ** spec.power
         if self._mel is not None:

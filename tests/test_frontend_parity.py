@@ -30,11 +30,15 @@ def with_stats(spec: FeatureSpec, windows: np.ndarray) -> FeatureSpec:
     return spec.with_global_stats(cols.mean(axis=1), cols.std(axis=1))
 
 
-@pytest.mark.parametrize("make", [efficientcnn_spec, resnetse_spec, dual_stream_spec, waveform_spec],
-                         ids=["log_spectrogram", "log_mel", "log_stft", "waveform"])
+def mgd_spec() -> FeatureSpec:
+    return FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512)
+
+
+@pytest.mark.parametrize("make", [efficientcnn_spec, resnetse_spec, dual_stream_spec, mgd_spec, waveform_spec],
+                         ids=["log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "waveform"])
 def test_torch_front_end_matches_numpy(make, windows):
     spec = make()
-    if spec.kind == "log_spectrogram":
+    if spec.kind in ("log_spectrogram", "log_spec_mgd"):
         spec = with_stats(spec, windows)
     numpy_feats = np.stack([compute_features(spec, w) for w in windows])
     torch_feats = TorchFrontEnd(spec)(torch.from_numpy(windows)).numpy()
@@ -47,6 +51,31 @@ def test_front_end_geometry():
     assert resnetse_spec().output_shape(64000) == (40, 398)
     assert dual_stream_spec().output_shape(64000) == (257, 340)
     assert waveform_spec().output_shape(64000) == (64000,)
+
+
+def test_modified_group_delay_follows_the_phase_and_ignores_level(windows):
+    """An impulse's group delay is its time from the frame centre (255.5 samples from the start) at
+    every bin, uncompressed (alpha 1) and divided by |X|^2 (gamma 1). The log-magnitude rows
+    are those of log_spectrogram, and scaling the audio by 10 scales the compressed delay by
+    10^(2 (1 - gamma) alpha) only."""
+    from edge_cm.features import modified_group_delay, window_function
+
+    spec = FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512, window="rectangular",
+                       mgd_alpha=1.0, mgd_gamma=1.0, mgd_lifter=256)
+    centre, later = np.zeros((1, 512)), np.zeros((1, 512))
+    centre[0, 255], later[0, 275] = 1.0, 1.0  # (512 - 1) / 2 = 255.5 from the frame start
+    assert np.allclose(modified_group_delay(centre, spec), -0.5, atol=1e-6)
+    assert np.allclose(modified_group_delay(later, spec), 19.5, atol=1e-6)
+    spec = mgd_spec()
+    feats = FrameAnalyzer(spec).frames(windows[0])
+    plain = FrameAnalyzer(FeatureSpec(kind="log_spectrogram", win_length=512, hop_length=160, n_fft=512)).frames(
+        windows[0])
+    assert feats.shape == (514, plain.shape[1]) and np.allclose(feats[:257], plain)
+    framed = windows[0][:512].astype(np.float64)[None, :] * window_function(spec)
+    ratio = modified_group_delay(10 * framed, spec) / modified_group_delay(framed, spec)
+    assert np.allclose(ratio[np.isfinite(ratio)], 10 ** (2 * (1 - spec.mgd_gamma) * spec.mgd_alpha), rtol=1e-3)
+    with pytest.raises(FeatureSpecError, match="mgd_alpha"):
+        FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512, mgd_alpha=0.0)
 
 
 def test_gradient_flows_to_the_waveform(windows):

@@ -8,12 +8,14 @@ import torch
 from edge_cm.features import resnetse_spec
 from training.models import registry
 from training.models.logspec_cnn import logspec_spec
+from training.models.spec_mel_mgd_cnn import spec_mgd_spec
 
 
 @pytest.mark.parametrize("name, spec, params, global_stats", [
     ("logmel_cnn", resnetse_spec(), 46_834, False),
     ("logspec_cnn", logspec_spec(), 47_090, True),
     ("spec_mel_cnn", logspec_spec(), 46_742, True),
+    ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
     arch = registry.get(name)
@@ -104,16 +106,38 @@ def test_spec_mel_frequency_mask_hides_one_band_in_training_only():
     assert registry.count_params(plain) == registry.count_params(masked)
 
 
-def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path):
-    """The fixed projection and the in-model normalisation survive both exporters (float)."""
+def test_spec_mel_mgd_reads_group_delay_in_the_fine_branch_only():
+    """The stem's second channel is the group delay: changing those rows changes the logits, and
+    with the second channel's weights zeroed the model is a SpecMelCNN of the magnitude rows."""
+    torch.manual_seed(0)
+    model = registry.build("spec_mel_mgd_cnn").eval()
+    x = torch.randn(2, 1, 514, 397)
+    other = x.clone()
+    other[:, :, 257:] = torch.randn(2, 1, 257, 397)
+    with torch.no_grad():
+        assert model(torch.randn(1, 514, 120)).shape == (1, 2)
+        assert not torch.allclose(model(x), model(other), atol=1e-4)
+        plain = registry.build("spec_mel_cnn").eval()
+        state = {k: v for k, v in model.state_dict().items()}
+        state["fine.0.weight"] = state["fine.0.weight"][:, :1]
+        plain.load_state_dict(state)
+        model.fine[0].weight[:, 1] = 0.0
+        assert torch.allclose(model(x), plain(x[:, :, :257]), atol=1e-5)
+        assert torch.allclose(model(other), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_mgd_cnn", spec_mgd_spec)])
+def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
+    """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""
     from export.api import export_bundle
 
     torch.manual_seed(0)
-    model = registry.build("spec_mel_cnn").eval()
-    spec = logspec_spec().with_global_stats(np.full(257, -4.0, np.float32), np.full(257, 2.0, np.float32))
+    model = registry.build(name).eval()
+    spec = make_spec()
+    spec = spec.with_global_stats(np.full(spec.n_bins, -4.0, np.float32), np.full(spec.n_bins, 2.0, np.float32))
     rng = np.random.default_rng(0)
     windows = [(0.1 * rng.standard_normal(64000)).astype(np.float32) for _ in range(2)]
-    bundle = export_bundle(model, spec, tmp_path / "b", formats=("onnx", "tflite"), architecture="spec_mel_cnn",
+    bundle = export_bundle(model, spec, tmp_path / "b", formats=("onnx", "tflite"), architecture=name,
                            eval_windows=windows, profile=False)
     for fmt in ("onnx", "tflite"):
         assert bundle.meta.export_gates["results"][f"{fmt}/float32"]["max_abs_logit_diff"] <= 1e-4

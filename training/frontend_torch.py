@@ -35,11 +35,27 @@ class TorchFrontEnd(nn.Module):
             return wave[:, None, :]
         framed = wave.double().unfold(-1, spec.win_length, spec.hop_length) * self.window  # (B, frames, win)
         mag = torch.fft.rfft(framed, n=spec.n_fft, dim=-1).abs()
+        if spec.kind == "log_spec_mgd":
+            return torch.cat([torch.log(mag + spec.log_offset), self.modified_group_delay(framed)],
+                             dim=-1).float().transpose(1, 2)
         if spec.power != 1.0:
             mag = mag.pow(spec.power)
         if self.mel is not None:
             mag = mag @ self.mel.T
         return torch.log(mag + spec.log_offset).float().transpose(1, 2)
+
+    def modified_group_delay(self, framed: torch.Tensor) -> torch.Tensor:
+        """:func:`edge_cm.features.modified_group_delay` of (B, frames, win) windowed frames."""
+        spec = self.spec
+        t = torch.arange(spec.win_length, dtype=framed.dtype, device=framed.device) - (spec.win_length - 1) / 2.0
+        x = torch.fft.rfft(framed, n=spec.n_fft, dim=-1)
+        y = torch.fft.rfft(framed * t, n=spec.n_fft, dim=-1)
+        cep = torch.fft.irfft(torch.log(x.abs() + spec.log_offset), n=spec.n_fft, dim=-1)
+        keep = torch.ones(spec.n_fft, dtype=cep.dtype, device=cep.device)
+        keep[spec.mgd_lifter:spec.n_fft - spec.mgd_lifter + 1] = 0.0
+        envelope = torch.fft.rfft(cep * keep, n=spec.n_fft, dim=-1).real
+        tau = (x.real * y.real + x.imag * y.imag) * torch.exp(-2.0 * spec.mgd_gamma * envelope)
+        return torch.sign(tau) * tau.abs().pow(spec.mgd_alpha)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = self.spec

@@ -72,7 +72,7 @@ class SpecMelCNN(nn.Module):
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
-                 freq_mask_bins: int = 0):
+                 freq_mask_bins: int = 0, fine_in_channels: int = 1):
         super().__init__()
         self.mask = FreqMask(freq_mask_bins)
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
@@ -81,7 +81,7 @@ class SpecMelCNN(nn.Module):
         self.bands.weight.data.copy_(proj)
         self.bands.weight.requires_grad_(False)
         self.eps = eps
-        self.fine = conv_blocks(fine_widths, stem_stride=2)
+        self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels)
         self.band = conv_blocks(band_widths)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fine_widths[-1] + band_widths[-1], n_classes))
         for m in self.modules():
@@ -94,11 +94,16 @@ class SpecMelCNN(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         x = self.mask(x)
-        bands = self.bands(x.transpose(2, 3)).transpose(2, 3)  # (B, 1, n_bands, frames)
+        return self.classify(x, x)
+
+    def classify(self, spec, fine_input):
+        """Logits from the log spectrogram (B, 1, 257, frames), whose mel bands feed the band
+        branch, and the fine branch's input (the same spectrogram, or more channels of it)."""
+        bands = self.bands(spec.transpose(2, 3)).transpose(2, 3)  # (B, 1, n_bands, frames)
         mean = bands.mean(dim=3, keepdim=True)
         var = ((bands - mean) ** 2).mean(dim=3, keepdim=True)
         bands = (bands - mean) / torch.sqrt(var + self.eps)
-        return self.head(torch.cat([self.fine(x).flatten(1), self.band(bands).flatten(1)], dim=1))
+        return self.head(torch.cat([self.fine(fine_input).flatten(1), self.band(bands).flatten(1)], dim=1))
 
 
 def _register() -> None:
