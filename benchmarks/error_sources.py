@@ -100,6 +100,13 @@ def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int],
             sources[name] = {"clips": int(s.size), "mean_score": float(s.mean()),
                              "false_alarm_percent": 100.0 * float((s >= threshold).mean()),
                              "eer_vs_all_spoofs": eer_percent(s, spoof_scores)}
+        bona_scores = np.array([r["mean_p"] for r in bona])
+        systems = {}
+        for name in sorted({r["system"] for r in spoof}):
+            s = np.array([r["mean_p"] for r in spoof if r["system"] == name])
+            systems[name] = {"clips": int(s.size), "mean_score": float(s.mean()),
+                             "miss_percent": 100.0 * float((s < threshold).mean()),
+                             "eer_vs_all_bonafide": eer_percent(bona_scores, s)}
         lengths = {}
         for lo, hi in LENGTH_BUCKETS:
             b = np.array([r["mean_p"] for r in bona if lo <= r["seconds"] < hi])
@@ -111,7 +118,7 @@ def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int],
                 "eer": eer_percent(b, s) if b.size and s.size else None}
         result[split] = {"bonafide_clips": len(bona), "spoof_clips": len(spoof),
                          "no_speech_clips": no_speech.get(split, 0), "pooling_eer": pooling,
-                         "sources": sources, "lengths": lengths}
+                         "sources": sources, "systems": systems, "lengths": lengths}
     return result
 
 
@@ -138,6 +145,14 @@ def markdown(name: str, threshold: float, result: dict) -> str:
         for src, v in sorted(r["sources"].items(), key=lambda kv: -kv[1]["eer_vs_all_spoofs"]):
             lines.append(f"| {split} | `{src}` | {v['clips']} | {v['mean_score']:.3f} | "
                          f"{v['false_alarm_percent']:.1f} | {v['eer_vs_all_spoofs']:.2f} |")
+    lines += ["", "## Spoofing systems", "",
+              "EER of each system's clips against all bona fide clips of the split; misses at the threshold.", "",
+              "| split | system | clips | mean P(spoof) | misses % | EER vs all bona fide % |",
+              "|---|---|---:|---:|---:|---:|"]
+    for split, r in result.items():
+        for name, v in sorted(r["systems"].items(), key=lambda kv: -kv[1]["eer_vs_all_bonafide"]):
+            lines.append(f"| {split} | `{name}` | {v['clips']} | {v['mean_score']:.3f} | "
+                         f"{v['miss_percent']:.1f} | {v['eer_vs_all_bonafide']:.2f} |")
     lines += ["", "## Clip length", "",
               "| split | length | bona fide / spoof clips | false alarms % | misses % | EER % |",
               "|---|---|---|---:|---:|---:|"]

@@ -100,6 +100,7 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
 
     def rec(label, source, score, seconds, split="dev"):
         return {"split": split, "label": label, "source": source, "seconds": seconds,
+                "system": "-" if label == "bonafide" else source,
                 "mean_p": score, "mean_log_odds": score, "median": score, "max": score}
 
     records = ([rec("bonafide", "quiet", 0.1 + 0.01 * i, 6.0) for i in range(10)]
@@ -116,4 +117,5 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
     assert (short["bonafide_clips"], short["spoof_clips"], short["eer"]) == (5, 0, None)
     assert mid["spoof_clips"] == 10 and mid["miss_percent"] == pytest.approx(20.0)  # 0.60 and 0.63 < 0.65
     assert long_["false_alarm_percent"] == 0.0
+    assert dev["systems"]["tts"]["miss_percent"] == pytest.approx(20.0) and set(dev["systems"]) == {"tts"}
     assert 0.0 < dev["pooling_eer"]["mean_p"] < 50.0
