@@ -80,10 +80,20 @@ def score_rows(bundle: Path, rows: list, root: Path) -> tuple[list[dict], dict[s
     return out, no_speech
 
 
+def group_errors(scores: np.ndarray, others: np.ndarray, threshold: float, *, spoof: bool) -> dict:
+    """Clips of one bona fide source (``spoof`` False) or one spoofing system (True): mean score,
+    the share on the wrong side of ``threshold`` (false alarms or misses), and the EER against
+    all clips of the other class."""
+    wrong = scores < threshold if spoof else scores >= threshold
+    eer = eer_percent(others, scores) if spoof else eer_percent(scores, others)
+    return {"clips": int(scores.size), "mean_score": float(scores.mean()),
+            "error_percent": 100.0 * float(wrong.mean()), "eer": eer}
+
+
 def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int],
               splits: tuple[str, ...] = SPLITS) -> dict:
-    """Per split: pooled EER per pooling rule; per bona fide source and per length bucket,
-    error rates at ``threshold`` (the bundle's, on ``mean_p``) and the EER against all spoofs."""
+    """Per split: pooled EER per pooling rule; per bona fide source, per spoofing system and per
+    length bucket, error rates at ``threshold`` (the bundle's, on ``mean_p``) and EER."""
     result: dict = {}
     for split in splits:
         part = [r for r in records if r["split"] == split]
@@ -91,22 +101,16 @@ def breakdown(records: list[dict], threshold: float, no_speech: dict[str, int],
         spoof = [r for r in part if r["label"] == "spoof"]
         if not bona or not spoof:
             continue
-        spoof_scores = np.array([r["mean_p"] for r in spoof])
         pooling = {rule: eer_percent(np.array([r[rule] for r in bona]), np.array([r[rule] for r in spoof]))
                    for rule in ("mean_p", "mean_log_odds", "median", "max")}
-        sources = {}
-        for name in sorted({r["source"] for r in bona}):
-            s = np.array([r["mean_p"] for r in bona if r["source"] == name])
-            sources[name] = {"clips": int(s.size), "mean_score": float(s.mean()),
-                             "false_alarm_percent": 100.0 * float((s >= threshold).mean()),
-                             "eer_vs_all_spoofs": eer_percent(s, spoof_scores)}
         bona_scores = np.array([r["mean_p"] for r in bona])
-        systems = {}
-        for name in sorted({r["system"] for r in spoof}):
-            s = np.array([r["mean_p"] for r in spoof if r["system"] == name])
-            systems[name] = {"clips": int(s.size), "mean_score": float(s.mean()),
-                             "miss_percent": 100.0 * float((s < threshold).mean()),
-                             "eer_vs_all_bonafide": eer_percent(bona_scores, s)}
+        spoof_scores = np.array([r["mean_p"] for r in spoof])
+        sources = {name: group_errors(np.array([r["mean_p"] for r in bona if r["source"] == name]),
+                                      spoof_scores, threshold, spoof=False)
+                   for name in sorted({r["source"] for r in bona})}
+        systems = {name: group_errors(np.array([r["mean_p"] for r in spoof if r["system"] == name]),
+                                      bona_scores, threshold, spoof=True)
+                   for name in sorted({r["system"] for r in spoof})}
         lengths = {}
         for lo, hi in LENGTH_BUCKETS:
             b = np.array([r["mean_p"] for r in bona if lo <= r["seconds"] < hi])
@@ -137,22 +141,16 @@ def markdown(name: str, threshold: float, result: dict) -> str:
         p = r["pooling_eer"]
         lines.append(f"| {split} | {r['bonafide_clips']} / {r['spoof_clips']} ({r['no_speech_clips']}) "
                      f"| {_fmt(p['mean_p'])} | {_fmt(p['mean_log_odds'])} | {_fmt(p['median'])} | {_fmt(p['max'])} |")
-    lines += ["", "## Bona fide sources", "",
-              "EER of each source's clips against all spoofs of the split; false alarms at the threshold.", "",
-              "| split | source | clips | mean P(spoof) | false alarms % | EER vs all spoofs % |",
-              "|---|---|---:|---:|---:|---:|"]
-    for split, r in result.items():
-        for src, v in sorted(r["sources"].items(), key=lambda kv: -kv[1]["eer_vs_all_spoofs"]):
-            lines.append(f"| {split} | `{src}` | {v['clips']} | {v['mean_score']:.3f} | "
-                         f"{v['false_alarm_percent']:.1f} | {v['eer_vs_all_spoofs']:.2f} |")
-    lines += ["", "## Spoofing systems", "",
-              "EER of each system's clips against all bona fide clips of the split; misses at the threshold.", "",
-              "| split | system | clips | mean P(spoof) | misses % | EER vs all bona fide % |",
-              "|---|---|---:|---:|---:|---:|"]
-    for split, r in result.items():
-        for name, v in sorted(r["systems"].items(), key=lambda kv: -kv[1]["eer_vs_all_bonafide"]):
-            lines.append(f"| {split} | `{name}` | {v['clips']} | {v['mean_score']:.3f} | "
-                         f"{v['miss_percent']:.1f} | {v['eer_vs_all_bonafide']:.2f} |")
+    for key, title, errors, against in (("sources", "Bona fide sources", "false alarms", "spoofs"),
+                                        ("systems", "Spoofing systems", "misses", "bona fide clips")):
+        lines += ["", f"## {title}", "",
+                  f"EER of each group's clips against all {against} of the split; {errors} at the threshold.", "",
+                  f"| split | {key[:-1]} | clips | mean P(spoof) | {errors} % | EER vs all {against} % |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for split, r in result.items():
+            for name, v in sorted(r[key].items(), key=lambda kv: -kv[1]["eer"]):
+                lines.append(f"| {split} | `{name}` | {v['clips']} | {v['mean_score']:.3f} | "
+                             f"{v['error_percent']:.1f} | {v['eer']:.2f} |")
     lines += ["", "## Clip length", "",
               "| split | length | bona fide / spoof clips | false alarms % | misses % | EER % |",
               "|---|---|---|---:|---:|---:|"]

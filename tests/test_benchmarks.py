@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_cm import metrics as M
 from edge_cm.errors import DataError
 from training.corpus.pairs import copy_stem
 from training.data.manifest import ManifestRow
@@ -94,6 +95,11 @@ def test_best_epoch_is_the_first_with_the_lowest_validation_loss(tmp_path):
 
 def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
     errs = _script("error_sources")
+
+    def eer_of(recs, rule):
+        bona = [r[rule] for r in recs if r["label"] == "bonafide"]
+        spoof = [r[rule] for r in recs if r["label"] == "spoof"]
+        return 100 * M.compute_eer(-np.array(bona), -np.array(spoof))[0]
     pooled = errs.pooled_scores([0.2, 0.9, 0.5])
     assert pooled["mean_p"] == pytest.approx(1.6 / 3) and pooled["median"] == 0.5 and pooled["max"] == 0.9
     assert pooled["mean_log_odds"] == pytest.approx((np.log(0.25) + np.log(9.0)) / 3)
@@ -110,12 +116,13 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
     assert set(result) == {"dev"}  # test has no records: no row rather than a crash
     dev = result["dev"]
     assert (dev["bonafide_clips"], dev["spoof_clips"], dev["no_speech_clips"]) == (15, 10, 2)
-    assert dev["sources"]["quiet"]["false_alarm_percent"] == 0.0
-    assert dev["sources"]["codec"]["false_alarm_percent"] == 100.0
-    assert dev["sources"]["quiet"]["eer_vs_all_spoofs"] == 0.0 < dev["sources"]["codec"]["eer_vs_all_spoofs"]
+    assert dev["sources"]["quiet"]["error_percent"] == 0.0
+    assert dev["sources"]["codec"]["error_percent"] == 100.0
+    assert dev["sources"]["quiet"]["eer"] == 0.0 < dev["sources"]["codec"]["eer"]
     short, mid, long_ = dev["lengths"]["0-2 s"], dev["lengths"]["2-4 s"], dev["lengths"]["4-8 s"]
     assert (short["bonafide_clips"], short["spoof_clips"], short["eer"]) == (5, 0, None)
     assert mid["spoof_clips"] == 10 and mid["miss_percent"] == pytest.approx(20.0)  # 0.60 and 0.63 < 0.65
     assert long_["false_alarm_percent"] == 0.0
-    assert dev["systems"]["tts"]["miss_percent"] == pytest.approx(20.0) and set(dev["systems"]) == {"tts"}
-    assert 0.0 < dev["pooling_eer"]["mean_p"] < 50.0
+    assert dev["systems"]["tts"]["error_percent"] == pytest.approx(20.0) and set(dev["systems"]) == {"tts"}
+    assert dev["systems"]["tts"]["eer"] == pytest.approx(eer_of(records, "mean_p"))
+    assert dev["pooling_eer"]["mean_p"] == pytest.approx(eer_of(records, "mean_p")) and eer_of(records, "mean_p") > 0
