@@ -28,6 +28,8 @@ from .errors import FeatureSpecError
 
 KINDS = ("log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "waveform")
 NORMALIZATIONS = ("none", "global", "instance")
+MGD_FIELDS = ("mgd_alpha", "mgd_gamma", "mgd_lifter")
+"""FeatureSpec fields that only ``log_spec_mgd`` uses (left out of the other kinds' bundles)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class FeatureSpec:
     # -- serialisation ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.kind != "log_spec_mgd":  # bundles of the other kinds stay readable by older runtimes
+            for key in MGD_FIELDS:
+                d.pop(key)
         for key in ("norm_mean", "norm_std"):
             if d[key] is not None:
                 d[key] = [float(v) for v in d[key]]

@@ -74,6 +74,9 @@ def test_modified_group_delay_follows_the_phase_and_ignores_level(windows):
     framed = windows[0][:512].astype(np.float64)[None, :] * window_function(spec)
     ratio = modified_group_delay(10 * framed, spec) / modified_group_delay(framed, spec)
     assert np.allclose(ratio[np.isfinite(ratio)], 10 ** (2 * (1 - spec.mgd_gamma) * spec.mgd_alpha), rtol=1e-3)
+    again = FeatureSpec.from_dict(__import__("json").loads(spec.to_json()))
+    assert again == spec and again.to_dict()["mgd_lifter"] == 30
+    assert not {"mgd_alpha", "mgd_gamma", "mgd_lifter"} & set(efficientcnn_spec().to_dict())
     with pytest.raises(FeatureSpecError, match="mgd_alpha"):
         FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512, mgd_alpha=0.0)
 
