@@ -100,6 +100,7 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
         bona = [r[rule] for r in recs if r["label"] == "bonafide"]
         spoof = [r[rule] for r in recs if r["label"] == "spoof"]
         return 100 * M.compute_eer(-np.array(bona), -np.array(spoof))[0]
+
     pooled = errs.pooled_scores([0.2, 0.9, 0.5])
     assert pooled["mean_p"] == pytest.approx(1.6 / 3) and pooled["median"] == 0.5 and pooled["max"] == 0.9
     assert pooled["mean_log_odds"] == pytest.approx((np.log(0.25) + np.log(9.0)) / 3)
