@@ -35,17 +35,14 @@ LENGTH_BUCKETS = ((0.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, float("inf")))
 """Clip lengths in seconds; below 4 s the runtime loops the clip to fill its one window."""
 
 
-def log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def pooled_scores(window_scores: list[float]) -> dict[str, float]:
     """Clip scores (higher = spoof) from the P(spoof) of its speech windows, pooled four ways.
 
     ``mean_p`` is what the runtime reports; ``mean_log_odds`` weighs confident windows more;
     ``median`` ignores a minority of odd windows; ``max`` flags a clip on its worst window.
     """
+    from benchmarks.score_fusion import log_odds
+
     w = np.asarray(window_scores, dtype=np.float64)
     return {"mean_p": float(w.mean()), "mean_log_odds": float(log_odds(w).mean()),
             "median": float(np.median(w)), "max": float(w.max())}

@@ -74,6 +74,8 @@ def test_modified_group_delay_follows_the_phase_and_ignores_level(windows):
     framed = windows[0][:512].astype(np.float64)[None, :] * window_function(spec)
     ratio = modified_group_delay(10 * framed, spec) / modified_group_delay(framed, spec)
     assert np.allclose(ratio[np.isfinite(ratio)], 10 ** (2 * (1 - spec.mgd_gamma) * spec.mgd_alpha), rtol=1e-3)
+    silent = FrameAnalyzer(spec).frames(np.zeros(64000, np.float32))
+    assert np.isfinite(silent).all() and not silent[257:].any()  # no phase in silence, and no NaN
     again = FeatureSpec.from_dict(__import__("json").loads(spec.to_json()))
     assert again == spec and again.to_dict()["mgd_lifter"] == 30
     assert not {"mgd_alpha", "mgd_gamma", "mgd_lifter"} & set(efficientcnn_spec().to_dict())
@@ -89,6 +91,8 @@ def test_gradient_flows_to_the_waveform(windows):
 
 def test_spec_round_trips_through_json(windows):
     spec = with_stats(efficientcnn_spec(), windows)
+    silent = FrameAnalyzer(spec).frames(np.zeros(64000, np.float32))
+    assert np.isfinite(silent).all() and not silent[257:].any()  # no phase in silence, and no NaN
     again = FeatureSpec.from_dict(__import__("json").loads(spec.to_json()))
     assert again == spec
 

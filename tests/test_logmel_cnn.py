@@ -143,6 +143,7 @@ def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make
         assert bundle.meta.export_gates["results"][f"{fmt}/float32"]["max_abs_logit_diff"] <= 1e-4
     # The runtime computes the same front end from the bundle's spec: its window logits are torch's.
     import edge_cm
+    from edge_cm.errors import InvalidSamplesError
     from edge_cm.features import compute_features
 
     with torch.no_grad():
@@ -150,3 +151,5 @@ def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make
     for backend in ("onnx", "tflite"):
         clip = edge_cm.load(tmp_path / "b", backend=backend).detect_array(windows[0], 16000)
         assert len(clip.windows[0].logits) == 2 and np.allclose(clip.windows[0].logits, expected, atol=1e-4)
+    with pytest.raises(InvalidSamplesError, match="NaN|finite"):
+        edge_cm.load(tmp_path / "b", backend="onnx").detect_array(np.full(64000, np.nan, np.float32), 16000)
