@@ -91,8 +91,6 @@ def test_gradient_flows_to_the_waveform(windows):
 
 def test_spec_round_trips_through_json(windows):
     spec = with_stats(efficientcnn_spec(), windows)
-    silent = FrameAnalyzer(spec).frames(np.zeros(64000, np.float32))
-    assert np.isfinite(silent).all() and not silent[257:].any()  # no phase in silence, and no NaN
     again = FeatureSpec.from_dict(__import__("json").loads(spec.to_json()))
     assert again == spec
 
