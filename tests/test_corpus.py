@@ -495,6 +495,26 @@ def test_per_system_cap_extends_a_plan_without_changing_its_first_files(mini_man
     assert big["voc_lpc"][:len(small["voc_lpc"])] == small["voc_lpc"]
     assert big["tts_espeak_fr+f3"] == small["tts_espeak_fr+f3"]
     for bad, message in (("voc_lpc", "SYSTEM=MINUTES"), ("voc_lpc=0", "SYSTEM=MINUTES"),
-                         ("voc_lpc=x", "SYSTEM=MINUTES"), ("voc_nope=3", "unknown system")):
+                         ("voc_lpc=x", "SYSTEM=MINUTES"), ("voc_nope=3", "unknown system"),
+                         ("train:nope=3", "no system of family 'nope'"), ("eval:tts=3", "in split 'eval'")):
         with pytest.raises(DataError, match=message):
             _system_minutes([bad])
+
+
+def test_a_split_and_family_selector_caps_exactly_that_group():
+    """``train:tts=6`` gives every training TTS voice 6 min and nothing else; a system named on its
+    own keeps its own cap whichever comes first."""
+    from training.corpus.cli import _system_minutes
+    from training.corpus.splits import system_split
+    from training.corpus.systems import registry
+
+    split_of, systems = system_split(), registry()
+    train_tts = {n for n, s in systems.items() if s.family == "tts" and split_of.get(n) == "train"}
+    assert len(train_tts) > 1 and any(s.family == "tts" and split_of.get(n) == "dev" for n, s in systems.items())
+    caps = _system_minutes(["train:tts=6"])
+    assert set(caps) == train_tts and set(caps.values()) == {6.0}
+    one = sorted(train_tts)[0]
+    for order in (["train:tts=6", f"{one}=2", "voc_lpc=4"], [f"{one}=2", "voc_lpc=4", "train:tts=6"]):
+        caps = _system_minutes(order)
+        assert caps[one] == 2.0 and caps["voc_lpc"] == 4.0
+        assert set(caps) == train_tts | {"voc_lpc"}

@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--max-minutes-per-system", type=float, default=DEFAULT_MAX_MINUTES,
                    help=f"cap of audio per spoofing system in minutes (default {DEFAULT_MAX_MINUTES})")
     b.add_argument("--system-minutes", nargs="+", default=[], metavar="SYSTEM=MIN",
-                   help="per-system caps that override --max-minutes-per-system, e.g. voc_world_harvest=15")
+                   help="caps that override --max-minutes-per-system for one system (voc_world_harvest=15) "
+                        "or for a family within a split (train:tts=6)")
     b.add_argument("--lyra-dir", type=Path, default=None,
                    help="folder with the Lyra TFLite models (default: $EDGE_CM_SHARED/assets/lyra)")
     b.add_argument("--sentences", type=Path, default=SENTENCES, help="LANG<TAB>sentence file for TTS")
@@ -44,11 +45,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _system_minutes(items: list[str]) -> dict[str, float]:
-    """``["voc_lpc=10", ...]`` -> ``{"voc_lpc": 10.0}``; a malformed item is a typed error."""
+    """``["voc_lpc=10", "train:tts=6"]`` -> per-system caps in minutes.
+
+    An item names one system, or ``SPLIT:FAMILY`` for every system of that family in that split
+    (``train:tts`` is the 14 training TTS voices). A system named on its own overrides a group
+    that contains it, whatever the order. A malformed item is a typed error.
+    """
+    from .splits import system_split
     from .systems import registry
 
     known = registry()
-    caps: dict[str, float] = {}
+    split_of = system_split()
+    groups: dict[str, float] = {}
+    singles: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
         try:
@@ -56,13 +65,22 @@ def _system_minutes(items: list[str]) -> dict[str, float]:
         except ValueError:
             minutes = -1.0
         if not sep or minutes <= 0:
-            raise DataError(f"--system-minutes {item!r}: expected SYSTEM=MINUTES with MINUTES > 0",
-                            hint="e.g. --system-minutes voc_world_harvest=15 voc_griffinlim=15")
-        if name not in known:
+            raise DataError(f"--system-minutes {item!r}: expected SYSTEM=MINUTES or SPLIT:FAMILY=MINUTES "
+                            "with MINUTES > 0",
+                            hint="e.g. --system-minutes voc_world_harvest=15 train:tts=6")
+        if ":" in name:
+            split, _, family = name.partition(":")
+            members = [n for n, s in known.items() if s.family == family and split_of.get(n) == split]
+            if not members:
+                raise DataError(f"--system-minutes: no system of family {family!r} in split {split!r}",
+                                hint="`edge-cm-train corpus systems` lists each system's family and split")
+            groups.update(dict.fromkeys(members, minutes))
+        elif name in known:
+            singles[name] = minutes
+        else:
             raise DataError(f"--system-minutes: unknown system {name!r}",
                             hint="`edge-cm-train corpus systems` lists the names")
-        caps[name] = minutes
-    return caps
+    return {**groups, **singles}
 
 
 def main(argv: list[str]) -> int:
