@@ -126,6 +126,26 @@ def test_spec_mel_mgd_reads_group_delay_in_the_fine_branch_only():
         assert torch.allclose(model(other), model(x), atol=1e-5)
 
 
+def test_spec_mel_multitask_head_trains_beside_the_veracity_head_and_is_dropped_at_export():
+    """spec_mel_cnn_mt: the source head reads the same 96-d vector; the exported copy is SpecMelCNN
+    itself (46,742 parameters, the same veracity logits); fewer than two sources is refused."""
+    arch = registry.get("spec_mel_cnn_mt")
+    assert arch.multitask and arch.feature_spec() == logspec_spec()
+    torch.manual_seed(0)
+    model = registry.build("spec_mel_cnn_mt", n_sources=19).eval()
+    assert registry.count_params(model) == 46_742 + 97 * 19
+    x = torch.randn(3, 1, 257, 397)
+    with torch.no_grad():
+        logits, sources = model(x)
+        exported = model.export_module().eval()
+        assert logits.shape == (3, 2) and sources.shape == (3, 19)
+        assert torch.equal(exported(x), logits)
+    assert registry.count_params(exported) == 46_742 and model.source_head is not None
+    assert not any(k.startswith("source_head.") for k in exported.state_dict())
+    with pytest.raises(registry.ArchitectureError, match="n_sources >= 2"):
+        registry.build("spec_mel_cnn_mt", n_sources=1)
+
+
 @pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""

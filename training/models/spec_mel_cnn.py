@@ -15,13 +15,19 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   weighted mean of its bins), normalised per band over the window (as front end (b)
   does), then four 3x3 blocks, widths 8, 16, 32, 48, global average pooling;
 * head - both 48-d vectors concatenated, dropout 0.2, linear 96 -> 2 logits (class 0 =
-  bona fide).
+  bona fide);
+* multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
+  linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
+  cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
+  exported model is the single-task one: 97 x n_sources parameters in training only.
 
 46,742 trained parameters plus the 10,280 fixed projection weights (not counted, as
 BatchNorm statistics are not); 60.0 M MACs per 4-s window. One front end
 (``logspec_spec``) feeds both branches, so the bundle still carries a single ``FeatureSpec``.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -68,11 +74,12 @@ class SpecMelCNN(nn.Module):
     """Globally normalised log spectrogram (B, 1, 257, frames) -> logits (B, n_classes).
 
     ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input (no parameters).
+    ``n_sources`` > 0 adds the source head; forward then returns ``(logits, source_logits)``.
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
-                 freq_mask_bins: int = 0, fine_in_channels: int = 1):
+                 freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0):
         super().__init__()
         self.mask = FreqMask(freq_mask_bins)
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
@@ -83,7 +90,10 @@ class SpecMelCNN(nn.Module):
         self.eps = eps
         self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels)
         self.band = conv_blocks(band_widths)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fine_widths[-1] + band_widths[-1], n_classes))
+        hidden = fine_widths[-1] + band_widths[-1]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.source_head = (nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_sources))
+                            if n_sources > 0 else None)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not self.bands:
                 nn.init.xavier_normal_(m.weight)
@@ -103,7 +113,16 @@ class SpecMelCNN(nn.Module):
         mean = bands.mean(dim=3, keepdim=True)
         var = ((bands - mean) ** 2).mean(dim=3, keepdim=True)
         bands = (bands - mean) / torch.sqrt(var + self.eps)
-        return self.head(torch.cat([self.fine(fine_input).flatten(1), self.band(bands).flatten(1)], dim=1))
+        h = torch.cat([self.fine(fine_input).flatten(1), self.band(bands).flatten(1)], dim=1)
+        if self.source_head is None:
+            return self.head(h)
+        return self.head(h), self.source_head(h)
+
+    def export_module(self) -> SpecMelCNN:
+        """A copy without the source head: forward returns only the (B, 2) logits."""
+        out = copy.deepcopy(self)
+        out.source_head = None
+        return out
 
 
 def _register() -> None:
@@ -113,6 +132,16 @@ def _register() -> None:
     register(Architecture(name="spec_mel_cnn", builder=SpecMelCNN, feature_spec=logspec_spec,
                           input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
                           description="two-branch CNN: 257-bin log spectrogram and its 40 mel bands (per-window norm)"))
+
+    def multitask_builder(n_sources: int = 0, **kw) -> SpecMelCNN:
+        if n_sources < 2:
+            raise ValueError("a multi-task model needs n_sources >= 2 (systems + 'none')")
+        return SpecMelCNN(n_sources=n_sources, **kw)
+
+    register(Architecture(name="spec_mel_cnn_mt", builder=multitask_builder, feature_spec=logspec_spec,
+                          input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
+                          multitask=True,
+                          description="SpecMelCNN with a training-only source head (spoofing system or none)"))
 
 
 _register()
