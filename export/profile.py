@@ -10,8 +10,10 @@ Activation memory (tensor-arena estimate): the model's ``torch.export`` graph is
 execution order; a tensor is live from the op that makes it to its last use. The peak
 of the summed live activation bytes (weights excluded: they stay in flash) is reported
 for float32 (4 bytes/element) and int8 (1 byte/element), together with the largest
-single op's inputs + outputs. TFLite Micro's real arena (planner, alignment, scratch)
-is measured separately when tflite-micro is installed (:mod:`export.micro`).
+single op's inputs + outputs. Modules kept float32 in the int8 models (``--int8-keep-float``)
+count 4 bytes per output element in the int8 figure, and so does the model input when such a
+module reads it (the exporters then keep a float input). TFLite Micro's real arena (planner,
+alignment, scratch) is measured separately when tflite-micro is installed (:mod:`export.micro`).
 """
 from __future__ import annotations
 
@@ -99,8 +101,15 @@ def flop_counter_macs(model, example) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def activation_memory(model, example) -> dict:
-    """Peak live activation elements/bytes over the exported graph (see module docstring)."""
+def _in_modules(node, modules: tuple[str, ...]) -> bool:
+    """Whether ``node`` was traced inside one of the named submodules (``fine.0`` and its children)."""
+    paths = [v[0] for v in (node.meta.get("nn_module_stack") or {}).values()]
+    return any(path == m or path.startswith(m + ".") for path in paths for m in modules)
+
+
+def activation_memory(model, example, float_modules: tuple[str, ...] = ()) -> dict:
+    """Peak live activation elements/bytes over the exported graph (see module docstring);
+    ``float_modules``: module names left float32 in the int8 models."""
     import torch
 
     ep = torch.export.export(eval_mode(model), (example,))
@@ -134,32 +143,46 @@ def activation_memory(model, example) -> dict:
         for u in n.users:
             o = owner[n]
             last_use[o] = max(last_use.get(o, -1), order[u])
-    live, peak, biggest_op = {}, 0, 0
+    float_modules = tuple(float_modules)
+
+    def int8_width(n) -> int:
+        """Bytes per element of ``n``'s output in the int8 models."""
+        if n.op == "placeholder":
+            return 4 if any(_in_modules(u, float_modules) for u in n.users) else 1
+        return 4 if _in_modules(n, float_modules) else 1
+
+    live, peak, peak_int8, biggest_op, biggest_op_int8 = {}, 0, 0, 0, 0
     for n in nodes:
         if n.op == "placeholder" and n.name in weights:
             continue
         if n.op in ("placeholder", "call_function") and owner[n] is n:
-            live[n] = numel(n)
+            live[n] = (numel(n), numel(n) * (int8_width(n) if float_modules else 1))
         if n.op == "call_function":
-            ins = {owner[a] for a in n.all_input_nodes if owner[a] in live}
-            op_io = sum(live[a] for a in ins) + (numel(n) if owner[n] is n else 0)
-            biggest_op = max(biggest_op, op_io)
-        peak = max(peak, sum(live.values()))
+            ins = [live[a] for a in {owner[a] for a in n.all_input_nodes if owner[a] in live}]
+            own = live[n] if owner[n] is n else (0, 0)
+            biggest_op = max(biggest_op, sum(e for e, _ in ins) + own[0])
+            biggest_op_int8 = max(biggest_op_int8, sum(b for _, b in ins) + own[1])
+        peak = max(peak, sum(e for e, _ in live.values()))
+        peak_int8 = max(peak_int8, sum(b for _, b in live.values()))
         for o in [o for o in live if last_use.get(o, -1) <= order[n] and o is not n]:
             del live[o]
-    return {"peak_live_elements": int(peak), "max_op_io_elements": int(biggest_op),
-            "bytes": {"float32": int(4 * peak), "int8": int(peak)},
-            "max_op_io_bytes": {"float32": int(4 * biggest_op), "int8": int(biggest_op)}}
+    out = {"peak_live_elements": int(peak), "max_op_io_elements": int(biggest_op),
+           "bytes": {"float32": int(4 * peak), "int8": int(peak_int8)},
+           "max_op_io_bytes": {"float32": int(4 * biggest_op), "int8": int(biggest_op_int8)}}
+    if float_modules:
+        out["int8_float_modules"] = list(float_modules)
+    return out
 
 
-def model_stats(model, example) -> dict:
-    """Torch-side numbers of one model: parameters, MACs (and the flop_counter cross-check), activations."""
+def model_stats(model, example, float_modules: tuple[str, ...] = ()) -> dict:
+    """Torch-side numbers of one model: parameters, MACs (and the flop_counter cross-check), activations
+    (``float_modules``: left float32 in the int8 models)."""
     macs = count_macs(model, example)
     try:
         fc = flop_counter_macs(model, example)
     except Exception:  # flop_counter is a cross-check; a failure must not stop an export
         fc = None
-    act = activation_memory(model, example)
+    act = activation_memory(model, example, float_modules)
     return {"parameters": count_parameters(model), "fixed_parameters": count_parameters(model, fixed=True),
             "macs": macs, "macs_flop_counter": fc,
             "mac_convention": "conv: out_elements*in_ch/groups*kernel; linear: in*out; batch 1, one window; "
@@ -177,7 +200,9 @@ def profile_bundle(model, bundle: Bundle, *, repeats: int = 20, targets: dict | 
     meta = bundle.meta
     if example is None:
         example = torch.zeros(model_input_shape(meta.feature_spec, meta.window_samples), dtype=torch.float32)
-    stats = model_stats(model, example)
+    kept = sorted({m for r in (meta.export_gates or {}).get("results", {}).values()
+                   for m in r.get("kept_float_modules", [])})
+    stats = model_stats(model, example, tuple(kept))
     sizes = {f"{m.format}/{m.precision}": int((bundle.path / m.file).stat().st_size) for m in meta.models}
     targets = targets if targets is not None else load_targets()
     measured = {"tflite/int8": micro["arena_bytes"]} if micro and micro.get("arena_bytes") else None
@@ -201,7 +226,8 @@ def profile_markdown(profile: dict, targets: dict | None = None) -> str:
                  f"- MACs per window: {profile['macs']:,} (flop_counter / 2: {profile.get('macs_flop_counter')})",
                  f"- input shape: {profile['input_shape']}",
                  f"- activation arena estimate: {act['bytes']['float32']:,} B float32, "
-                 f"{act['bytes']['int8']:,} B int8"]
+                 f"{act['bytes']['int8']:,} B int8"
+                 + (f" ({', '.join(act['int8_float_modules'])} kept float32)" if act.get("int8_float_modules") else "")]
     lines += ["", "| model | file bytes | inference median ms | p95 ms | real-time factor |", "|---|---:|---:|---:|---:|"]
     lat = profile["latency"]
     for key, size in profile["file_sizes"].items():

@@ -334,6 +334,12 @@ def test_activation_memory_of_a_chain():
     # live at the ReLU: the conv output (256) and the ReLU output (256); the 64-element input is dead by then
     assert act["peak_live_elements"] == 512
     assert act["bytes"] == {"float32": 2048, "int8": 512}
+    # The conv kept float32 in the int8 model (--int8-keep-float 0): its float input (64 x 4 B) and
+    # output (256 x 4 B) are live together, then its output beside the int8 ReLU output (256 B).
+    mixed = activation_memory(model, torch.zeros(1, 1, 8, 8), float_modules=("0",))
+    assert mixed["bytes"] == {"float32": 2048, "int8": 1280} and mixed["int8_float_modules"] == ["0"]
+    # A float head (2 x 4 B beside the 256-B ReLU output) stays under the conv/ReLU peak.
+    assert activation_memory(model, torch.zeros(1, 1, 8, 8), float_modules=("3",))["bytes"]["int8"] == 512
 
 
 def test_tflite_micro_arena_and_parity(exported):
