@@ -617,6 +617,15 @@ def test_int8_keep_float_leaves_the_first_layer_float_in_both_formats(trained, e
     for backend in ("onnx", "tflite"):
         (result,) = edge_cm.load(b.path, backend=backend, precision="int8").process(window)
         assert np.max(np.abs(np.array(result.logits) - ref)) < 0.1 * np.max(np.abs(ref)) + 0.05
+    # The profile reads the kept modules from the gates: its int8 arena (and the target fit built
+    # on it) counts body.0's float input and output at 4 bytes, above the all-int8 estimate.
+    from export.profile import activation_memory, profile_bundle
+
+    prof = profile_bundle(trained["model"], b, repeats=2)
+    act = prof["activation_memory"]
+    all_int8 = activation_memory(trained["model"], torch.zeros(prof["input_shape"]))["bytes"]["int8"]
+    assert act["int8_float_modules"] == ["body.0"] and act["bytes"]["int8"] > all_int8
+    assert all(rows["tflite/int8"]["arena_bytes"] == act["bytes"]["int8"] for rows in prof["targets"].values())
     for bad in ("body.9", "head.weight"):
         with pytest.raises(ExportError, match="body.9|head.weight"):
             export_bundle(trained["model"], trained["spec"], tmp_path / f"bad_{bad}", int8_keep_float=[bad], **kwargs)
