@@ -685,3 +685,27 @@ def test_float_gate_limit_scales_with_the_logits_and_still_catches_a_wrong_graph
     gate = float_gate(large, large + 5e-4, data="t")
     assert gate["passed"] and gate["limit"] == pytest.approx(1e-4 * np.max(np.abs(large)))
     assert not float_gate(large, large * 1.001, data="t")["passed"]  # a 0.1 % wrong scale is a bug
+
+
+def _logits_with_eer(errors_per_class: int, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Window logits whose EER is exactly errors_per_class / n: that many bona fide windows score as
+    spoofs and as many spoof windows as bona fide."""
+    k = errors_per_class
+    bona = np.concatenate([-5 - 0.01 * np.arange(n - k), 5 + 0.01 * np.arange(k)])
+    spoof = np.concatenate([6 + 0.01 * np.arange(n - k), -4.5 - 0.01 * np.arange(k)])
+    log_odds = np.concatenate([bona, spoof])
+    return np.stack([np.zeros_like(log_odds), log_odds], 1), np.r_[np.zeros(n, bool), np.ones(n, bool)]
+
+
+def test_int8_gate_passes_a_rise_equal_to_its_limit_and_fails_one_step_more():
+    """6.5 -> 7.0 % is a rise of exactly 0.5 points, the limit, and passes; in floats 7.0 - 6.5 is
+    0.500000000000001, which the gate once failed. 6.5 -> 7.5 % fails."""
+    from export.gates import int8_gate
+
+    reference, is_spoof = _logits_with_eer(13)
+    kwargs = dict(is_spoof=is_spoof, threshold=0.5, data="synthetic", calibration_windows=0)
+    at_limit = int8_gate(reference, _logits_with_eer(14)[0], **kwargs)
+    assert (at_limit["eer_float_percent"], at_limit["eer_int8_percent"]) == (6.5, pytest.approx(7.0))
+    assert at_limit["eer_increase_points"] == 0.5 and at_limit["passed"]
+    beyond = int8_gate(reference, _logits_with_eer(15)[0], **kwargs)
+    assert beyond["eer_increase_points"] == 1.0 and not beyond["passed"]
