@@ -10,7 +10,7 @@ the window scores are kept, so the pooling alternatives need no second pass.
 
     python benchmarks/error_sources.py --bundle edge_cm/assets/models/default \\
         --manifest devcorpus/manifest.csv --splits train dev test \\
-        --out benchmarks/results/error_sources_default.md
+        --out benchmarks/results/error_sources_spec_mel_cnn_mt.md
 
 Writes the markdown table and a ``.json`` with the same figures beside it; ``--clips-csv``
 also writes every clip's scores (one row per clip with speech).
