@@ -15,6 +15,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("logmel_cnn", resnetse_spec(), 46_834, False),
     ("logspec_cnn", logspec_spec(), 47_090, True),
     ("spec_mel_cnn", logspec_spec(), 46_742, True),
+    ("spec_mel_cnn_fp", logspec_spec(), 48_566, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
@@ -146,7 +147,41 @@ def test_spec_mel_multitask_head_trains_beside_the_veracity_head_and_is_dropped_
         registry.build("spec_mel_cnn_mt", n_sources=1)
 
 
-@pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_mgd_cnn", spec_mgd_spec)])
+def test_frequency_position_head_sees_where_a_cue_is_and_global_pooling_does_not():
+    """spec_mel_cnn_fp pools over time only. Moving a blob up 32 bins (two rows of the fine branch,
+    whose total stride is 16) leaves the global-pool fine vector unchanged but moves the fp model's
+    rows by two, so its head, which weighs each row, gives other logits."""
+    torch.manual_seed(0)
+    plain, fp = registry.build("spec_mel_cnn").eval(), registry.build("spec_mel_cnn_fp").eval()
+    assert fp.head[1].in_features == 48 * 16 + 48 * 5 and plain.head[1].in_features == 96
+    x = torch.zeros(1, 1, 257, 100)
+    x[:, :, 96:112, 40:60] = 3.0
+    moved = torch.roll(x, 32, dims=2)
+    with torch.no_grad():
+        assert torch.allclose(plain.fine(x).flatten(), plain.fine(moved).flatten(), atol=1e-6)
+        rows, rows_moved = fp.fine(x), fp.fine(moved)
+        assert rows.shape == (1, 48, 16)
+        assert torch.allclose(rows_moved[:, :, 2:], rows[:, :, :-2], atol=1e-6)
+        assert not torch.allclose(rows_moved, rows, atol=1e-3)
+        assert (fp(x) - fp(moved)).abs().max() > 1e-3
+        assert fp(torch.randn(2, 1, 257, 120)).shape == (2, 2)  # any window length
+    with pytest.raises(registry.ArchitectureError, match="pooling must be one of"):
+        registry.build("spec_mel_cnn", pooling="freq")
+
+
+def test_frequency_position_multitask_head_is_dropped_at_export():
+    """spec_mel_cnn_fp_mt trains a source head on the same 1,008-d vector; export keeps 48,566 parameters."""
+    model = registry.build("spec_mel_cnn_fp_mt", n_sources=19).eval()
+    assert registry.count_params(model) == 48_566 + 1_009 * 19
+    exported = model.export_module().eval()
+    x = torch.randn(2, 1, 257, 397)
+    with torch.no_grad():
+        assert torch.equal(exported(x), model(x)[0])
+    assert registry.count_params(exported) == 48_566
+
+
+@pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_cnn_fp", logspec_spec),
+                                             ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""
     from export.api import export_bundle

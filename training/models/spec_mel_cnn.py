@@ -16,6 +16,15 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   does), then four 3x3 blocks, widths 8, 16, 32, 48, global average pooling;
 * head - both 48-d vectors concatenated, dropout 0.2, linear 96 -> 2 logits (class 0 =
   bona fide);
+* frequency-position variant (``spec_mel_cnn_fp``, ``pooling="time"``) - each branch's last
+  block averages over time only, so the head sees which frequency rows (16 of the fine branch,
+  5 of the band branch) hold a cue instead of their global mean; head 1,008 -> 2 (48,566
+  parameters). Why: the global-pool model cannot fit its own training vocoders (train EER
+  6.5 %, ``benchmarks/results/error_sources_spec_mel_cnn_mt.md``), and vocoder and codec
+  traces sit in particular bands, which a global average over frequency blurs together;
+  LCNN-style anti-spoofing models likewise keep the frequency axis up to the classifier.
+  With the default's recipe it fit the training split and dev better but unseen test vocoders
+  worse (HiFi-GAN, LPC), so it is not the default (README, "Tried, not shipped");
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
@@ -28,6 +37,7 @@ BatchNorm statistics are not); 60.0 M MACs per 4-s window. One front end
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import numpy as np
 import torch
@@ -70,17 +80,33 @@ class FreqMask(nn.Module):
         return x * ((index < start) | (index >= start + width)).to(x.dtype)
 
 
+class TimeMean(nn.Module):
+    """(B, C, rows, frames) -> (B, C, rows): the mean over frames, so any window length gives
+    one vector per frequency row (ONNX ReduceMean, TFLite MEAN)."""
+
+    def forward(self, x):
+        return x.mean(dim=3)
+
+
+POOLINGS = ("global", "time")
+
+
 class SpecMelCNN(nn.Module):
     """Globally normalised log spectrogram (B, 1, 257, frames) -> logits (B, n_classes).
 
     ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input (no parameters).
     ``n_sources`` > 0 adds the source head; forward then returns ``(logits, source_logits)``.
+    ``pooling`` is ``"global"`` (each branch's last block averages over frequency and time) or
+    ``"time"`` (over time only: the head weighs each frequency row separately).
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
-                 freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0):
+                 freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
+                 pooling: str = "global"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.mask = FreqMask(freq_mask_bins)
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
         # A frozen Linear (not a buffer) so MAC counters and exporters see an ordinary MatMul.
@@ -90,7 +116,12 @@ class SpecMelCNN(nn.Module):
         self.eps = eps
         self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels)
         self.band = conv_blocks(band_widths)
-        hidden = fine_widths[-1] + band_widths[-1]
+        if pooling == "time":
+            self.fine[-1], self.band[-1] = TimeMean(), TimeMean()
+        with torch.no_grad():  # the head's width: rows are fixed by the bins, frames are pooled
+            probe = torch.zeros(1, fine_in_channels, proj.shape[1], 16)
+            hidden = self.fine.eval()(probe).numel() + self.band.eval()(probe[:, :1, :n_bands]).numel()
+        self.fine.train(), self.band.train()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.source_head = (nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_sources))
                             if n_sources > 0 else None)
@@ -142,6 +173,14 @@ def _register() -> None:
                           input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
                           multitask=True,
                           description="SpecMelCNN with a training-only source head (spoofing system or none)"))
+    register(Architecture(name="spec_mel_cnn_fp", builder=partial(SpecMelCNN, pooling="time"),
+                          feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
+                          needs_global_stats=True,
+                          description="SpecMelCNN pooled over time only: the head weighs each frequency row"))
+    register(Architecture(name="spec_mel_cnn_fp_mt", builder=partial(multitask_builder, pooling="time"),
+                          feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
+                          needs_global_stats=True, multitask=True,
+                          description="spec_mel_cnn_fp with a training-only source head (spoofing system or none)"))
 
 
 _register()
