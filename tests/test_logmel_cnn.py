@@ -16,6 +16,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("logspec_cnn", logspec_spec(), 47_090, True),
     ("spec_mel_cnn", logspec_spec(), 46_742, True),
     ("spec_mel_cnn_fp", logspec_spec(), 48_566, True),
+    ("spec_mel_cnn_fmax", logspec_spec(), 46_742, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
@@ -180,7 +181,36 @@ def test_frequency_position_multitask_head_is_dropped_at_export():
     assert registry.count_params(exported) == 48_566
 
 
+def test_frequency_max_pooling_keeps_a_one_band_cue_at_full_strength_wherever_it_is():
+    """spec_mel_cnn_fmax takes the time mean, then the largest row. Moving a blob 32 bins (two fine
+    rows) leaves its vector unchanged, as global pooling does, while a cue in one band scores more
+    than global pooling's average over all 16 rows; the source head is dropped at export."""
+    torch.manual_seed(0)
+    fmax = registry.build("spec_mel_cnn_fmax").eval()
+    fp = registry.build("spec_mel_cnn_fp").eval()
+    convs = {k: v for k, v in fp.state_dict().items() if not k.startswith("head.")}
+    fmax.load_state_dict(convs, strict=False)  # same convs; only the pooling and the head differ
+    assert fmax.head[1].in_features == 96
+    x = torch.zeros(1, 1, 257, 100)
+    x[:, :, 96:112, 40:60] = 3.0
+    moved = torch.roll(x, 32, dims=2)
+    with torch.no_grad():
+        rows = fp.fine(x)  # (1, 48, 16): the time means per row
+        vec = fmax.fine(x)
+        assert vec.shape == (1, 48) and torch.equal(vec, rows.amax(dim=2))
+        assert torch.allclose(fmax.fine(moved), vec, atol=1e-6)
+        assert (vec - rows.mean(dim=2)).max() > 0.1  # the average over rows dilutes the blob
+        assert fmax(torch.randn(2, 1, 257, 120)).shape == (2, 2)
+    mt = registry.build("spec_mel_cnn_fmax_mt", n_sources=19).eval()
+    assert registry.count_params(mt) == 46_742 + 97 * 19
+    exported = mt.export_module().eval()
+    with torch.no_grad():
+        assert torch.equal(exported(x), mt(x)[0])
+    assert registry.count_params(exported) == 46_742
+
+
 @pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_cnn_fp", logspec_spec),
+                                             ("spec_mel_cnn_fmax", logspec_spec),
                                              ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""

@@ -507,3 +507,27 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
 def test_bad_ema_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):
         toy_config(toy_manifest, **changes)
+
+
+def test_a_run_distils_from_a_trained_checkpoint_and_refuses_a_foreign_front_end(toy_manifest, tmp_path):
+    """The same seed, config and first batch: with a teacher the first loss differs, since half
+    of it is the soft term; a teacher of another front end is refused by name before training."""
+    from training.distill import DistillationLoss, load_teachers
+
+    cfg = toy_config(toy_manifest, max_epochs=1)
+    teacher_run = run(replace(cfg, max_steps_per_epoch=2), tmp_path / "teacher")
+    best = tmp_path / "teacher" / "best.pt"
+    plain = run(cfg, tmp_path / "plain", max_steps=1)
+    taught = run(replace(cfg, teachers=[str(best)], kd_weight=0.5), tmp_path / "taught", max_steps=1)
+    assert isinstance(taught.loss_fn, DistillationLoss) and len(taught.loss_fn.teachers) == 1
+    assert teacher_run.state.global_step == 2
+    first = plain.state.epoch_loss_sum, taught.state.epoch_loss_sum
+    assert first[0] > 0 and first[1] > 0 and abs(first[0] - first[1]) > 1e-4
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["feature_spec"] = dict(ckpt["feature_spec"], hop_length=ckpt["feature_spec"]["hop_length"] * 2)
+    torch.save(ckpt, tmp_path / "foreign.pt")
+    spec = ds.FeatureSpec.from_dict(torch.load(best, weights_only=True)["feature_spec"])
+    with pytest.raises(DataError, match=r"foreign\.pt.*hop_length"):
+        load_teachers([str(tmp_path / "foreign.pt")], spec)
+    with pytest.raises(DataError, match="not found"):
+        load_teachers([str(tmp_path / "missing.pt")], spec)

@@ -107,6 +107,14 @@ class TrainConfig:
     paired_copies: bool = False
     """Train each copy-synthesis spoof beside its bona fide source: same crop, same augmentation,
     same batch (see :mod:`training.dataset`). Needs a corpus built by ``edge-cm-train corpus build``."""
+    teachers: list = field(default_factory=list)
+    """Checkpoints or bundle folders (with training weights) whose mean logits the model is also
+    trained to match (knowledge distillation, see :mod:`training.distill`); empty = off. Paths, so
+    usually given on the command line (``--teacher``) rather than in a shipped config."""
+    kd_weight: float = 0.5
+    """gamma: the loss is gamma x T^2 x KL(teachers || model) + (1 - gamma) x the label loss."""
+    kd_temperature: float = 5.0
+    """T, the softmax temperature of the distillation term."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -124,6 +132,12 @@ class TrainConfig:
                             hint="BatchNorm statistics must be recomputed for the averaged weights")
         if self.window_seconds <= 0:
             raise DataError(f"window_seconds must be positive, got {self.window_seconds}")
+        if not 0.0 <= self.kd_weight <= 1.0 or self.kd_temperature <= 0:
+            raise DataError(f"kd_weight must be in [0, 1] and kd_temperature > 0, got {self.kd_weight} and "
+                            f"{self.kd_temperature}", hint="the paper's values are kd_weight 0.5, kd_temperature 5")
+        if isinstance(self.teachers, (str, Path)):
+            raise DataError("teachers must be a list of paths", hint="teachers: [runs/a/best.pt, bundles/b]")
+        object.__setattr__(self, "teachers", [str(t) for t in self.teachers])  # frozen: normalise once
 
     # -- (de)serialisation -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

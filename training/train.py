@@ -148,6 +148,13 @@ class Trainer:
             weights = (inverse_frequency_weights(train_set.labels(), n_classes)
                        if cfg.class_weighting == "inverse_frequency" else None)
             loss_fn = ClassificationLoss(weights, cfg.source_loss_weight)
+            if cfg.teachers:
+                from training.distill import DistillationLoss, load_teachers
+                from training.resnetse.kd import KDConfig
+
+                spec = FeatureSpec.from_dict(self.meta["feature_spec"])
+                loss_fn = DistillationLoss(loss_fn, load_teachers(cfg.teachers, spec),
+                                           KDConfig(cfg.kd_temperature, cfg.kd_weight))
         self.loss_fn = loss_fn
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -493,10 +500,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps in total")
     p.add_argument("--workers", type=int, help="override num_workers")
     p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument("--teacher", action="append", metavar="CKPT_OR_BUNDLE",
+                   help="distil from this trained model too (repeat for an ensemble; sets teachers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     overrides = {"manifest": args.manifest, "max_epochs": args.max_epochs, "num_workers": args.workers,
-                 "seed": args.seed}
+                 "seed": args.seed, "teachers": args.teacher}
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_config(args.config, **overrides)

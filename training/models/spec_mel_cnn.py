@@ -25,6 +25,11 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   LCNN-style anti-spoofing models likewise keep the frequency axis up to the classifier.
   With the default's recipe it fit the training split and dev better but unseen test vocoders
   worse (HiFi-GAN, LPC), so it is not the default (README, "Tried, not shipped");
+* frequency-max variant (``spec_mel_cnn_fmax``, ``pooling="freq_max"``) - each branch's last
+  block averages over time and then takes the largest frequency row: a cue confined to one
+  band keeps its strength, as in the fp variant, but the head cannot learn its position; same
+  46,742 parameters as the default. With the default's recipe (one seed) it lost unseen systems
+  even more than the fp variant (test HiFi-GAN 42.5 %), so it is not the default either (README);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
@@ -88,7 +93,16 @@ class TimeMean(nn.Module):
         return x.mean(dim=3)
 
 
-POOLINGS = ("global", "time")
+class TimeMeanFreqMax(nn.Module):
+    """(B, C, rows, frames) -> (B, C): the mean over frames, then the largest row. A cue that
+    fills one band is kept at full strength instead of being averaged with the quiet rows, yet
+    the head still cannot learn which row it came from (ONNX ReduceMean + ReduceMax)."""
+
+    def forward(self, x):
+        return x.mean(dim=3).amax(dim=2)
+
+
+POOLINGS = ("global", "time", "freq_max")
 
 
 class SpecMelCNN(nn.Module):
@@ -97,7 +111,8 @@ class SpecMelCNN(nn.Module):
     ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input (no parameters).
     ``n_sources`` > 0 adds the source head; forward then returns ``(logits, source_logits)``.
     ``pooling`` is ``"global"`` (each branch's last block averages over frequency and time) or
-    ``"time"`` (over time only: the head weighs each frequency row separately).
+    ``"time"`` (over time only: the head weighs each frequency row separately) or ``"freq_max"``
+    (over time, then the maximum over rows: position-free, but a one-band cue is not diluted).
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
@@ -116,8 +131,9 @@ class SpecMelCNN(nn.Module):
         self.eps = eps
         self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels)
         self.band = conv_blocks(band_widths)
-        if pooling == "time":
-            self.fine[-1], self.band[-1] = TimeMean(), TimeMean()
+        if pooling != "global":
+            last = TimeMean if pooling == "time" else TimeMeanFreqMax
+            self.fine[-1], self.band[-1] = last(), last()
         with torch.no_grad():  # the head's width: rows are fixed by the bins, frames are pooled
             probe = torch.zeros(1, fine_in_channels, proj.shape[1], 16)
             hidden = self.fine.eval()(probe).numel() + self.band.eval()(probe[:, :1, :n_bands]).numel()
@@ -173,14 +189,17 @@ def _register() -> None:
                           input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
                           multitask=True,
                           description="SpecMelCNN with a training-only source head (spoofing system or none)"))
-    register(Architecture(name="spec_mel_cnn_fp", builder=partial(SpecMelCNN, pooling="time"),
-                          feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
-                          needs_global_stats=True,
-                          description="SpecMelCNN pooled over time only: the head weighs each frequency row"))
-    register(Architecture(name="spec_mel_cnn_fp_mt", builder=partial(multitask_builder, pooling="time"),
-                          feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
-                          needs_global_stats=True, multitask=True,
-                          description="spec_mel_cnn_fp with a training-only source head (spoofing system or none)"))
-
+    pooled_variants = (
+        ("spec_mel_cnn_fp", "time", "SpecMelCNN pooled over time only: the head weighs each frequency row"),
+        ("spec_mel_cnn_fmax", "freq_max", "SpecMelCNN pooled by time mean, then max over frequency rows"),
+    )
+    for name, pooling, description in pooled_variants:
+        register(Architecture(name=name, builder=partial(SpecMelCNN, pooling=pooling),
+                              feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
+                              needs_global_stats=True, description=description))
+        register(Architecture(name=f"{name}_mt", builder=partial(multitask_builder, pooling=pooling),
+                              feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
+                              needs_global_stats=True, multitask=True,
+                              description=f"{name} with a training-only source head (spoofing system or none)"))
 
 _register()

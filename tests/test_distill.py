@@ -1,0 +1,60 @@
+"""Knowledge distillation in the shared training loop (training/distill.py); a whole run with a
+teacher is in test_training_loop.py, beside the toy corpus."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edge_cm.errors import DataError
+from edge_cm.features import FeatureSpec
+from training.config import TrainConfig
+from training.distill import DistillationLoss, Teacher, renormalisation
+from training.resnetse.kd import KDConfig
+from training.train import ClassificationLoss
+
+
+def test_loss_blends_the_teachers_mean_soft_targets_with_the_label_loss():
+    torch.manual_seed(0)
+    student_logits = torch.randn(4, 2, requires_grad=True)
+    batch = {"features": torch.randn(4, 3, 5), "label": torch.tensor([0, 1, 1, 0])}
+    lin_a, lin_b = nn.Linear(15, 2), nn.Linear(15, 2)
+    teachers = [Teacher(nn.Sequential(nn.Flatten(), lin), torch.ones(3, 1), torch.zeros(3, 1))
+                for lin in (lin_a, lin_b)]
+    label = ClassificationLoss()
+    t = 3.0
+    mean_teacher = (lin_a(batch["features"].flatten(1)) + lin_b(batch["features"].flatten(1))).detach() / 2
+    p_t = F.softmax(mean_teacher / t, dim=1)
+    by_hand = t * t * (p_t * (p_t.log() - F.log_softmax(student_logits / t, dim=1))).sum(1).mean()
+    ce = F.cross_entropy(student_logits, batch["label"])
+    for gamma in (0.0, 0.5, 1.0):
+        loss, parts = DistillationLoss(label, teachers, KDConfig(t, gamma))(student_logits, batch)
+        assert torch.allclose(loss, gamma * by_hand + (1 - gamma) * ce, atol=1e-6), gamma
+        assert parts["kd"] == pytest.approx(float(by_hand.detach()), abs=1e-6)
+    loss.backward()
+    assert student_logits.grad is not None and lin_a.weight.grad is None  # teachers stay frozen
+
+
+def test_renormalisation_gives_each_teacher_its_own_statistics():
+    base = FeatureSpec(kind="log_spectrogram", win_length=400, hop_length=160, n_fft=512)
+    rng = np.random.default_rng(0)
+    student = base.with_global_stats(rng.normal(size=257), rng.uniform(0.5, 2.0, 257))
+    teacher = base.with_global_stats(rng.normal(size=257), rng.uniform(0.5, 2.0, 257))
+    raw = torch.tensor(rng.normal(size=(2, 257, 7)), dtype=torch.float32)
+    col = lambda v: torch.tensor(v, dtype=torch.float32).view(-1, 1)  # noqa: E731
+    seen_by_student = (raw - col(student.norm_mean)) / col(student.norm_std)
+    scale, shift = renormalisation(student, teacher)
+    expected = (raw - col(teacher.norm_mean)) / col(teacher.norm_std)
+    assert torch.allclose(seen_by_student * scale + shift, expected, atol=1e-5)
+    same_scale, same_shift = renormalisation(student, student)
+    assert torch.allclose(same_scale, torch.ones(257, 1)) and torch.allclose(same_shift, torch.zeros(257, 1))
+
+
+def test_config_rejects_bad_distillation_settings():
+    with pytest.raises(DataError, match="kd_weight"):
+        TrainConfig(architecture="spec_mel_cnn", manifest="m.csv", kd_weight=1.5)
+    with pytest.raises(DataError, match="list of paths"):
+        TrainConfig(architecture="spec_mel_cnn", manifest="m.csv", teachers="runs/a/best.pt")
+
