@@ -531,3 +531,6 @@ def test_a_run_distils_from_a_trained_checkpoint_and_refuses_a_foreign_front_end
         load_teachers([str(tmp_path / "foreign.pt")], spec)
     with pytest.raises(DataError, match="not found"):
         load_teachers([str(tmp_path / "missing.pt")], spec)
+    per_window = replace(spec, normalization="none", norm_mean=None, norm_std=None)
+    with pytest.raises(DataError, match=r"best\.pt.*normalization"):
+        load_teachers([str(best)], per_window)  # statistics may differ, the kind of normalisation may not

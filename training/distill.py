@@ -7,9 +7,10 @@ model of the budget to match the teachers' mean logits as well as the labels:
 
 ``loss = gamma x T^2 x KL(softmax(teachers / T) || softmax(model / T)) + (1 - gamma) x label loss``
 
-(:func:`training.resnetse.kd.kd_loss`'s soft term; the label loss keeps the source head of
-multi-task models). Teachers are checkpoints or bundles with training weights of the same front
-end; each gets the batch in its own normalisation, since global statistics differ by seed.
+(:func:`training.resnetse.kd.soft_target_loss`, the ResNetSE student's soft term; the label
+loss keeps the source head of multi-task models). Teachers are checkpoints or bundles with
+training weights of the same front end; each gets the batch in its own normalisation, since
+global statistics differ by seed.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from torch import nn
 
 from edge_cm.errors import DataError
 from edge_cm.features import FeatureSpec
-from training.resnetse.kd import KDConfig, kd_loss
+from training.resnetse.kd import KDConfig, soft_target_loss
 
-NORM_FIELDS = ("normalization", "norm_mean", "norm_std")
+NORM_STATS = ("norm_mean", "norm_std")  # may differ: each teacher gets its own (renormalisation)
 
 
 @dataclass
@@ -61,14 +62,14 @@ def load_teachers(paths: list[str], student_spec: FeatureSpec) -> list[Teacher]:
     apart from its normalisation statistics."""
     from training.train import load_checkpoint
 
-    want = {k: v for k, v in student_spec.to_dict().items() if k not in NORM_FIELDS}
+    want = {k: v for k, v in student_spec.to_dict().items() if k not in NORM_STATS}
     teachers = []
     for path in paths:
         model, meta = load_checkpoint(path)
         spec = meta["feature_spec"]
-        have = {k: v for k, v in spec.to_dict().items() if k not in NORM_FIELDS}
-        if have != want or (spec.normalization == "global") != (student_spec.normalization == "global"):
-            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k)) or ["normalization"]
+        have = {k: v for k, v in spec.to_dict().items() if k not in NORM_STATS}
+        if have != want:
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
             raise DataError(f"teacher front end differs from the student's in {diff}", path=path,
                             hint="distil only from teachers trained on the same FeatureSpec "
                                  "(the same front end of the registry)")
@@ -92,7 +93,7 @@ class DistillationLoss:
         label, parts = self.label_loss(outputs, batch)
         student = logits_of(outputs)
         teacher = torch.stack([t.logits(batch["features"]) for t in self.teachers]).mean(dim=0)
-        soft = kd_loss(student, teacher, batch["label"], KDConfig(self.kd.temperature, gamma=1.0))
+        soft = soft_target_loss(student, teacher, self.kd.temperature)
         parts["kd"] = float(soft.detach())
         return self.kd.gamma * soft + (1.0 - self.kd.gamma) * label, parts
 
