@@ -158,6 +158,23 @@ def test_teacher_and_student_sizes_match_the_paper():
     assert ratio == pytest.approx(0.225, abs=0.005)
 
 
+def test_quarter_width_stand_ins_keep_each_layout_at_a_quarter_of_the_channels():
+    from training.resnetse.ablation import WIDTHS, AblationConfig, Budget, BUDGETS
+
+    for full_name, quarter_name in zip(WIDTHS["paper"], WIDTHS["quarter"]):
+        full, quarter = registry.build(full_name).eval(), registry.build(quarter_name).eval()
+        convs = [[m for m in net.modules() if isinstance(m, torch.nn.Conv2d)] for net in (full, quarter)]
+        assert len(convs[0]) == len(convs[1]) > 30
+        for a, b in zip(*convs):
+            assert (a.out_channels, a.kernel_size, a.stride) == (4 * b.out_channels, b.kernel_size, b.stride)
+        with torch.no_grad():
+            assert quarter(torch.randn(2, 1, 40, 199)).shape == (2, len(CLASSES))
+        assert registry.count_params(quarter) < 0.1 * registry.count_params(full)
+    with pytest.raises(ValueError, match="width"):
+        AblationConfig(bonafide_manifest="b.csv", spoof_manifest="s.csv", out="o", budget=Budget(**BUDGETS["tiny"]),
+                       width="half")
+
+
 def test_any_input_length_gives_one_logit_vector_per_item():
     model = registry.build("resnetse_student").eval()
     with torch.no_grad():

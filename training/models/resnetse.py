@@ -18,6 +18,7 @@ sum) exports to ONNX and TFLite (``tests/test_resnetse.py`` runs both exports).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -35,6 +36,9 @@ PAPER_FIGURES = {
                          "input": "40 x 398 log-mel (4 s), assumed",
                          "params_vs_teacher": 0.225, "macs_vs_teacher": 0.211},
 }
+
+# Channels of the quarter-width stand-ins (``resnetse_*_quarter``) the ablation can run with.
+QUARTER_CHANNELS = {"teacher": (8, 16, 32, 64), "student": (4, 8, 16, 32)}
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,14 @@ def _register() -> None:
                           input_shape=shape, description="L-ResNetSE student: SE-ResNet34, channels 16-128, "
                           "self-attentive pooling, 8 classes", classes=tuple(CLASSES),
                           paper=PAPER_FIGURES["resnetse_student"]))
+    # Same blocks, strides, stems and pooling at a quarter of the channels: the ablation's
+    # stand-in when the paper widths cannot be trained to convergence on a 2-core CPU.
+    for name, builder, channels in (("resnetse_teacher_quarter", build_teacher, QUARTER_CHANNELS["teacher"]),
+                                    ("resnetse_student_quarter", build_student, QUARTER_CHANNELS["student"])):
+        register(Architecture(name=name, builder=partial(builder, channels=channels), feature_spec=resnetse_spec,
+                              input_shape=shape, classes=tuple(CLASSES),
+                              description=f"{name.split('_')[1]} layout at a quarter of the channels, "
+                              f"{channels[0]}-{channels[-1]}, 8 classes"))
 
 
 _register()

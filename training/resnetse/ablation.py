@@ -8,7 +8,9 @@ spoof score (robustness), plus its training and evaluation time.
 
 ``--budget`` picks a preset (``tiny`` runs end to end in minutes on 2 CPU cores; ``small``
 took 33 min and ``medium`` 73 min on the developer corpus, see README; ``paper`` uses the
-paper's settings); any single knob can be overridden (``--epochs``, ``--max-per-class``...).
+paper's settings; ``long`` is sized for ``--width quarter``); any single knob can be
+overridden (``--epochs``, ``--max-per-class``...). ``--width quarter`` runs the same layouts at a
+quarter of the channels (``resnetse_*_quarter``), small enough to train to a fit on a CPU.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ BUDGETS: dict[str, dict] = {
                   eval_per_class=40, window_seconds=2.0, adversarial_pairs=24, batch_size=8),
     "medium": dict(epochs=4, ge2e_steps=100, speakers=7, utterances=4, crop_seconds=2.0, max_per_class=120,
                    eval_per_class=100, window_seconds=2.0, adversarial_pairs=48, batch_size=8),
+    # Sized for --width quarter: enough data and epochs for the quarter-width models to fit.
+    "long": dict(epochs=6, ge2e_steps=150, speakers=7, utterances=4, crop_seconds=2.0, max_per_class=300,
+                 eval_per_class=100, window_seconds=2.0, adversarial_pairs=64, batch_size=16),
     "paper": dict(epochs=10, ge2e_steps=500, speakers=7, utterances=10, crop_seconds=2.0, max_per_class=None,
                   eval_per_class=None, window_seconds=4.0, adversarial_pairs=256, batch_size=16),
 }
@@ -58,8 +63,17 @@ class AblationConfig:
     augment: bool = True
     robust: bool = True
     seed: int = 0
+    width: str = "paper"
+    """``paper`` (G-/L-ResNetSE) or ``quarter`` (the same layouts at a quarter of the channels)."""
+
+    def __post_init__(self) -> None:
+        if self.width not in WIDTHS:
+            raise ValueError(f"width must be one of {sorted(WIDTHS)}, got {self.width!r}")
 
 
+# width -> (teacher architecture, student architecture)
+WIDTHS = {"paper": ("resnetse_teacher", "resnetse_student"),
+          "quarter": ("resnetse_teacher_quarter", "resnetse_student_quarter")}
 TEACHER_ROWS = (("nll_only", None, "none"), ("ge2e_nll", "ge2e", "none"), ("ge2e_nll_static_aeg", "ge2e", "static"),
                 ("ge2e_nll_active_aeg", "ge2e", "active"))
 STUDENT_ROWS = (("student_no_kd", False, "none"), ("student_kd", True, "none"),
@@ -77,6 +91,7 @@ def run(config: AblationConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     b = config.budget
+    teacher_arch, student_arch = WIDTHS[config.width]
     data = pipeline.DataConfig(bonafide_manifest=config.bonafide_manifest, spoof_manifest=config.spoof_manifest,
                                window_seconds=b.window_seconds, max_per_class=b.max_per_class, seed=config.seed)
     common = dict(adversarial_pairs=b.adversarial_pairs, bim=config.bim, epochs=b.epochs, batch_size=b.batch_size,
@@ -84,8 +99,8 @@ def run(config: AblationConfig) -> dict:
     results: dict = {"config": pipeline._jsonable(asdict(config)), "rows": [], "timings": {}}
     t0 = time.perf_counter()
     ge2e = pipeline.pretrain(pipeline.PretrainConfig(
-        bonafide_manifest=config.bonafide_manifest, out=out / "ge2e.pt", speakers=b.speakers,
-        utterances=b.utterances, crop_seconds=b.crop_seconds, steps=b.ge2e_steps, seed=config.seed))
+        bonafide_manifest=config.bonafide_manifest, out=out / "ge2e.pt", architecture=teacher_arch,
+        speakers=b.speakers, utterances=b.utterances, crop_seconds=b.crop_seconds, steps=b.ge2e_steps, seed=config.seed))
     results["timings"]["ge2e_pretrain_s"] = time.perf_counter() - t0
 
     def record(name: str, table: str, ckpt: Path) -> None:
@@ -104,11 +119,13 @@ def run(config: AblationConfig) -> dict:
 
     for name, init, aeg in TEACHER_ROWS:
         ckpt = pipeline.finetune(pipeline.FinetuneConfig(
-            data=data, out=out / f"{name}.pt", init=ge2e if init else None, aeg=aeg, **common))
+            data=data, out=out / f"{name}.pt", architecture=teacher_arch, init=ge2e if init else None, aeg=aeg,
+            **common))
         record(name, "teacher", ckpt)
     for name, use_kd, aeg in STUDENT_ROWS:
         ckpt = pipeline.distill(pipeline.DistillConfig(
-            data=data, out=out / f"{name}.pt", teacher=out / f"{KD_TEACHER}.pt" if use_kd else None,
+            data=data, out=out / f"{name}.pt", architecture=student_arch,
+            teacher=out / f"{KD_TEACHER}.pt" if use_kd else None,
             static_from=ge2e if aeg == "static" else None, use_kd=use_kd, aeg=aeg, **common))
         record(name, "student", ckpt)
     results["timings"]["total_s"] = time.perf_counter() - t0
@@ -116,7 +133,7 @@ def run(config: AblationConfig) -> dict:
     return results
 
 
-def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3) -> list[dict]:
+def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3, width: str = "paper") -> list[dict]:
     """Seconds per training step and per BIM attack (5 steps) of teacher and student on random audio,
     to size a budget before running it."""
     import torch
@@ -130,7 +147,7 @@ def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3) -> list[d
     rows = []
     x = torch.randn(batch, int(round(seconds * 16000))) * 0.05
     y = torch.zeros(batch, dtype=torch.long)
-    for name in ("resnetse_teacher", "resnetse_student"):
+    for name in WIDTHS[width]:
         scorer = Scorer(registry.build(name))
         opt = torch.optim.Adam(scorer.parameters(), lr=3e-4)
         steps = []
@@ -157,7 +174,8 @@ def _fmt(v) -> str:
 
 def markdown(results: dict) -> str:
     b = results["config"]["budget"]
-    lines = [f"ResNetSE ablation (budget: {json.dumps(b)})", "",
+    width = results["config"].get("width", "paper")
+    lines = [f"ResNetSE ablation (width: {width}; budget: {json.dumps(b)})", "",
              "| table | row | EER | EER under BIM | bona fide / spoof | params | train s | eval s |",
              "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in results["rows"]:
@@ -179,6 +197,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spoof-manifest", type=Path, required=True, help="spoof corpus manifest with train/test splits")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints and results.{json,md}")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="tiny", help="preset; single knobs below override it")
+    p.add_argument("--width", choices=sorted(WIDTHS), default="paper",
+                   help="paper: G-/L-ResNetSE; quarter: the same layouts at a quarter of the channels")
     for key in ("epochs", "ge2e_steps", "speakers", "utterances", "max_per_class", "eval_per_class",
                 "adversarial_pairs", "batch_size"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int)
@@ -203,7 +223,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
                     threshold=args.bim_threshold)
     config = AblationConfig(bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,
                             out=args.out, budget=budget, bim=bim, augment=not args.no_augment,
-                            robust=not args.no_robust, seed=args.seed)
+                            robust=not args.no_robust, seed=args.seed, width=args.width)
     results = run(config)
     print(markdown(results))
     return Path(args.out) / "results.json"

@@ -109,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=4.0, help="window length (s)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--width", choices=("paper", "quarter"), default="paper",
+                   help="paper: G-/L-ResNetSE; quarter: the same layouts at a quarter of the channels")
 
     p = sub.add_parser("ablate", help="the paper's ablation tables on a budget (see benchmarks/resnetse_ablation.py)")
     from .ablation import add_arguments
@@ -149,8 +151,8 @@ def main(argv: list[str]) -> int:
     elif args.stage == "speed":
         from .ablation import throughput
 
-        for r in throughput(args.batch, args.seconds):
-            print(f"{r['architecture']:<18} batch {r['batch']} x {r['seconds']:g} s: train step "
+        for r in throughput(args.batch, args.seconds, width=args.width):
+            print(f"{r['architecture']:<26} batch {r['batch']} x {r['seconds']:g} s: train step "
                   f"{r['train_step_s']:.2f} s ({r['train_s_per_window']:.3f} s/window), "
                   f"BIM 5 steps {r['bim_s_per_window']:.3f} s/window")
         return 0
