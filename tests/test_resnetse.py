@@ -314,6 +314,23 @@ def test_stages_run_end_to_end_on_a_toy_corpus(tmp_path, bonafide_dir):
     assert result.n_bonafide == 2 and result.n_spoof == 4  # 2 per family: tts_formant, tts_concatenative
 
 
+def test_stage_configs_refuse_a_recipe_they_cannot_run(tmp_path):
+    from training.resnetse import pipeline
+
+    data = pipeline.DataConfig(bonafide_manifest=tmp_path / "b.csv", spoof_manifest=tmp_path / "s.csv")
+    with pytest.raises(DataError, match="aeg must be one of"):
+        pipeline.FinetuneConfig(data=data, out=tmp_path / "t.pt", aeg="sometimes")
+    with pytest.raises(DataError, match=r"static AEG needs the GE2E checkpoint \(init\)"):
+        pipeline.FinetuneConfig(data=data, out=tmp_path / "t.pt", aeg="static")
+    with pytest.raises(DataError, match=r"static AEG needs the GE2E checkpoint \(static_from\)"):
+        pipeline.DistillConfig(data=data, out=tmp_path / "s.pt", teacher=tmp_path / "t.pt", aeg="static")
+    with pytest.raises(DataError, match="KD needs the fine-tuned teacher"):
+        pipeline.DistillConfig(data=data, out=tmp_path / "s.pt")
+    ok = pipeline.DistillConfig(data=data, out=tmp_path / "s.pt", use_kd=False, aeg="static",
+                                static_from=tmp_path / "g.pt")
+    assert ok.architecture == "resnetse_student" and "static_field" not in pipeline.asdict(ok)
+
+
 def test_corpus_bonafide_copies_win_over_the_shared_clips(tmp_path, bonafide_dir, bonafide_rows):
     from training.resnetse.data import classification_clips
 

@@ -23,6 +23,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -79,14 +80,11 @@ class PretrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
-    """Adversarial fine-tuning of the teacher (or NLL-only training when ``init`` is None)."""
+class ClassifierStageConfig:
+    """What fine-tuning and distillation share: data, output, AEG and the Adam schedule."""
 
     data: DataConfig
     out: Path
-    init: Path | None = None
-    """GE2E checkpoint to start from; also the attacker of ``static`` AEG."""
-    architecture: str = "resnetse_teacher"
     aeg: str = "none"
     adversarial_pairs: int = 64
     """Same-speaker pairs attacked per generation (kept ones depend on the threshold)."""
@@ -100,41 +98,42 @@ class FinetuneConfig:
     class_weighting: bool = True
     """Weight the NLL by inverse class frequency (bona fide clips far outnumber each family)."""
 
+    static_field: ClassVar[str] = ""
+    """Name of the field holding the GE2E checkpoint that attacks once for ``static`` AEG."""
+
     def __post_init__(self) -> None:
         if self.aeg not in AEG_MODES:
             raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
-        if self.aeg == "static" and self.init is None:
-            raise DataError("static AEG needs the GE2E checkpoint (init) that generates the examples")
+        if self.aeg == "static" and getattr(self, self.static_field) is None:
+            raise DataError(f"static AEG needs the GE2E checkpoint ({self.static_field}) that generates the examples")
 
 
 @dataclass
-class DistillConfig:
+class FinetuneConfig(ClassifierStageConfig):
+    """Adversarial fine-tuning of the teacher (or NLL-only training when ``init`` is None)."""
+
+    init: Path | None = None
+    """GE2E checkpoint to start from; also the attacker of ``static`` AEG."""
+    architecture: str = "resnetse_teacher"
+
+    static_field: ClassVar[str] = "init"
+
+
+@dataclass
+class DistillConfig(ClassifierStageConfig):
     """Student training, with (``use_kd``) or without the teacher's soft targets."""
 
-    data: DataConfig
-    out: Path
     teacher: Path | None = None
     static_from: Path | None = None
     """GE2E checkpoint that attacks once for ``static`` AEG."""
     architecture: str = "resnetse_student"
     use_kd: bool = True
     kd: KDConfig = field(default_factory=KDConfig)
-    aeg: str = "none"
-    adversarial_pairs: int = 64
-    bim: BIMConfig = field(default_factory=BIMConfig)
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 3e-4
-    lr_decay: float = 0.95
-    decay_every: int = 2
-    augment: bool = True
-    class_weighting: bool = True
+
+    static_field: ClassVar[str] = "static_from"
 
     def __post_init__(self) -> None:
-        if self.aeg not in AEG_MODES:
-            raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
-        if self.aeg == "static" and self.static_from is None:
-            raise DataError("static AEG needs the GE2E checkpoint (static_from) that generates the examples")
+        super().__post_init__()
         if self.use_kd and self.teacher is None:
             raise DataError("distillation with KD needs the fine-tuned teacher checkpoint")
 
@@ -297,12 +296,12 @@ def pretrain(config: PretrainConfig) -> Path:
 
 # -- stages 2 and 3: classification training --------------------------------------------
 
-def _train_classifier(model: nn.Module, architecture: str, stage: str, data: DataConfig, out: Path, *,
-                      aeg: str, static_attacker: nn.Module | None, adversarial_pairs: int, bim: BIMConfig,
-                      epochs: int, batch_size: int, lr: float, lr_decay: float, decay_every: int, augment: bool,
-                      class_weighting: bool, teacher: nn.Module | None, kd: KDConfig | None, extra: dict) -> Path:
+def _train_classifier(model: nn.Module, architecture: str, stage: str, config: ClassifierStageConfig, *,
+                      static_attacker: nn.Module | None, teacher: nn.Module | None, kd: KDConfig | None) -> Path:
     from training.train import inverse_frequency_weights
 
+    data, out, aeg, bim, epochs = config.data, config.out, config.aeg, config.bim, config.epochs
+    adversarial_pairs, batch_size = config.adversarial_pairs, config.batch_size
     rng = np.random.default_rng(data.seed)
     torch.manual_seed(data.seed)
     clips, groups = _training_clips(data, rng)
@@ -312,9 +311,9 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
     n = data.window_samples
     scorer = Scorer(model)
     teacher_scorer = Scorer(teacher).eval() if teacher is not None else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_every, gamma=lr_decay)
-    augmenter = _augmenter(augment)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.decay_every, gamma=config.lr_decay)
+    augmenter = _augmenter(config.augment)
     adversarial = np.zeros((0, n), np.float32)
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -331,7 +330,7 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
             _log(f"{stage} epoch {epoch}: active AEG kept {aeg_info['kept']}/{aeg_info['pairs']} "
                  f"(mean final cos {aeg_info['mean_final_similarity']:.3f})")
         waves, labels, is_adv = _epoch_items(clips, adversarial, n, audio, rng)
-        weight = inverse_frequency_weights(labels, len(CLASSES)) if class_weighting else None
+        weight = inverse_frequency_weights(labels, len(CLASSES)) if config.class_weighting else None
         scorer.train()
         total, correct, seen = 0.0, 0, 0
         for x, y in _batches(waves, labels, is_adv, batch_size, augmenter, rng):
@@ -356,7 +355,7 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, data: Dat
         history.append(row)
         _log(f"{stage} epoch {epoch}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
              f"items {seen} (adversarial {row['adversarial']}) {row['seconds']:.0f} s")
-    extra = {**extra, "seconds": time.perf_counter() - t0, "train_clips": len(clips)}
+    extra = {"config": _jsonable(asdict(config)), "seconds": time.perf_counter() - t0, "train_clips": len(clips)}
     return save_checkpoint(out, model, architecture, stage, history, extra)
 
 
@@ -371,12 +370,8 @@ def finetune(config: FinetuneConfig) -> Path:
         model.load_state_dict(ge2e_model.state_dict())
         # The classifier head is new: GE2E never trained it, so it keeps its random init.
         attacker = ge2e_model
-    return _train_classifier(
-        model, config.architecture, "finetune", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
-        adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
-        augment=config.augment, class_weighting=config.class_weighting, teacher=None, kd=None,
-        extra={"config": _jsonable(asdict(config))})
+    return _train_classifier(model, config.architecture, "finetune", config, static_attacker=attacker, teacher=None,
+                             kd=None)
 
 
 def distill(config: DistillConfig) -> Path:
@@ -384,13 +379,8 @@ def distill(config: DistillConfig) -> Path:
     model = registry.build(config.architecture)
     teacher = load_checkpoint(config.teacher)[0] if config.use_kd else None
     attacker = load_checkpoint(config.static_from)[0] if config.aeg == "static" else None
-    return _train_classifier(
-        model, config.architecture, "distill", config.data, config.out, aeg=config.aeg, static_attacker=attacker,
-        adversarial_pairs=config.adversarial_pairs, bim=config.bim, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, lr_decay=config.lr_decay, decay_every=config.decay_every,
-        augment=config.augment, class_weighting=config.class_weighting, teacher=teacher,
-        kd=config.kd if config.use_kd else None,
-        extra={"config": _jsonable(asdict(config))})
+    return _train_classifier(model, config.architecture, "distill", config, static_attacker=attacker,
+                             teacher=teacher, kd=config.kd if config.use_kd else None)
 
 
 # -- evaluation ------------------------------------------------------------------------------
