@@ -109,11 +109,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=4.0, help="window length (s)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--width", choices=("paper", "quarter"), default="paper",
+    from .ablation import WIDTHS, add_arguments
+
+    p.add_argument("--width", choices=sorted(WIDTHS), default="paper",
                    help="paper: G-/L-ResNetSE; quarter: the same layouts at a quarter of the channels")
 
     p = sub.add_parser("ablate", help="the paper's ablation tables on a budget (see benchmarks/resnetse_ablation.py)")
-    from .ablation import add_arguments
 
     add_arguments(p)
     return ap
