@@ -331,6 +331,31 @@ def test_stage_configs_refuse_a_recipe_they_cannot_run(tmp_path):
     assert ok.architecture == "resnetse_student" and "static_field" not in pipeline.asdict(ok)
 
 
+def test_evaluate_command_scores_a_checkpoint_on_a_chosen_split(tmp_path, bonafide_dir, bonafide_rows, capsys):
+    from training.resnetse import pipeline
+    from training.resnetse.cli import main
+
+    # Real speech files stand in for two "spoof" systems: the command's contract, not a detector, is tested.
+    train = [r for r in bonafide_rows if r["split"] == "train"][:4]
+    corpus = tmp_path / "manifest.csv"
+    systems = ["tts_flite_x", "voc_lpc"] * 2
+    corpus.write_text("path,label,system,family,split\n" + "".join(
+        f"{bonafide_dir / r['path']},spoof,{system},tts,train\n" for r, system in zip(train, systems)))
+    model = registry.build("resnetse_student_quarter")
+    ckpt = pipeline.save_checkpoint(tmp_path / "s.pt", model, "resnetse_student_quarter", "distill", [])
+    args = ["evaluate", "--checkpoint", str(ckpt), "--bonafide-manifest", str(bonafide_dir / "manifest.csv"),
+            "--spoof-manifest", str(corpus), "--split", "train", "--window-seconds", "0.5", "--max-per-class", "3"]
+    assert main(args) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    eer = float(line.split("EER ")[1].split(",")[0])
+    want = pipeline.evaluate(model, pipeline.DataConfig(bonafide_manifest=bonafide_dir / "manifest.csv",
+                                                        spoof_manifest=corpus, window_seconds=0.5),
+                             "train", 3, robust=False)
+    assert eer == pytest.approx(want.eer, abs=5e-4) and "3 bona fide / 4 spoof windows of 0.5 s" in line
+    with pytest.raises(DataError, match="no bona fide clips in split 'nonsense'"):
+        main(args[:-6] + ["--split", "nonsense"])
+
+
 def test_corpus_bonafide_copies_win_over_the_shared_clips(tmp_path, bonafide_dir, bonafide_rows):
     from training.resnetse.data import classification_clips
 

@@ -1,4 +1,4 @@
-"""``edge-cm-train resnetse {pretrain,finetune,distill,export,ablate,speed}``: the ResNetSE recipe stage by stage.
+"""``edge-cm-train resnetse {pretrain,finetune,distill,evaluate,export,ablate,speed}``: the ResNetSE recipe by stage.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
         --init runs/ge2e.pt --aeg active --out runs/teacher.pt
     edge-cm-train resnetse distill --bonafide-manifest ... --spoof-manifest ... --teacher runs/teacher.pt \\
         --static-from runs/ge2e.pt --aeg static --out runs/student.pt
+    edge-cm-train resnetse evaluate --checkpoint runs/student.pt --bonafide-manifest ... --spoof-manifest ... \\
+        --split train --window-seconds 2 --max-per-class 100
     edge-cm-train resnetse export --checkpoint runs/student.pt --out runs/student_bundle --formats onnx,tflite
     edge-cm-train resnetse ablate --bonafide-manifest ... --spoof-manifest ... --out runs/ablation --epochs 1
 """
@@ -96,6 +98,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.5)
     p.add_argument("--architecture", default="resnetse_student")
 
+    p = sub.add_parser("evaluate", help="EER of a stage checkpoint on one split (first window of each clip)")
+    _data_args(p)
+    p.add_argument("--checkpoint", type=Path, required=True, help="finetune or distill checkpoint (.pt)")
+    p.add_argument("--split", default="test", help="corpus split: train, dev or test")
+    p.add_argument("--robust", action="store_true", help="also the EER with every spoof BIM-perturbed")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+
     p = sub.add_parser("export", help="a ResNetSE checkpoint (e.g. the student) -> an edge-cm bundle")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -142,6 +152,15 @@ def main(argv: list[str]) -> int:
             kd=KDConfig(temperature=args.temperature, gamma=args.gamma), aeg=args.aeg,
             adversarial_pairs=args.adversarial_pairs, bim=_bim(args), epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment))
+    elif args.stage == "evaluate":
+        model, _ = pipeline.load_checkpoint(args.checkpoint)
+        data = _data(args)
+        result = pipeline.evaluate(model, data, args.split, args.max_per_class, robust=args.robust,
+                                   batch_size=args.batch_size)
+        bim = "-" if result.eer_bim is None else f"{result.eer_bim:.3f}"
+        print(f"{args.checkpoint} {args.split}: EER {result.eer:.3f}, EER under BIM {bim} "
+              f"({result.n_bonafide} bona fide / {result.n_spoof} spoof windows of {data.window_seconds:g} s)")
+        return 0
     elif args.stage == "export":
         from .bundle import BundleConfig, export_checkpoint
 

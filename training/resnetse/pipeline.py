@@ -420,7 +420,11 @@ def evaluate(model: nn.Module, data: DataConfig, split: str = "test", max_per_cl
     audio = AudioCache()
     n = data.window_samples
     scorer = Scorer(copy.deepcopy(model)).eval()
-    bona_w = np.stack([crop(audio(c.path), n, None) for c in clips if c.label == 0])
+    bona_clips = [c for c in clips if c.label == 0]
+    if not bona_clips:
+        raise DataError(f"no bona fide clips in split {split!r}", path=data.bonafide_manifest,
+                        hint="the manifests' splits are train, dev and test")
+    bona_w = np.stack([crop(audio(c.path), n, None) for c in bona_clips])
     spoof_clips = [c for c in clips if c.label != 0]
     if not spoof_clips:
         raise DataError(f"no spoofed clips in split {split!r}", path=data.spoof_manifest,
