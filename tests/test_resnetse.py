@@ -324,6 +324,8 @@ def test_stage_configs_refuse_a_recipe_they_cannot_run(tmp_path):
         pipeline.FinetuneConfig(data=data, out=tmp_path / "t.pt", aeg="static")
     with pytest.raises(DataError, match=r"static AEG needs the GE2E checkpoint \(static_from\)"):
         pipeline.DistillConfig(data=data, out=tmp_path / "s.pt", teacher=tmp_path / "t.pt", aeg="static")
+    with pytest.raises(DataError, match="static AEG needs the GE2E checkpoint"):
+        pipeline.ClassifierStageConfig(data=data, out=tmp_path / "x.pt", aeg="static")
     with pytest.raises(DataError, match="KD needs the fine-tuned teacher"):
         pipeline.DistillConfig(data=data, out=tmp_path / "s.pt")
     ok = pipeline.DistillConfig(data=data, out=tmp_path / "s.pt", use_kd=False, aeg="static",

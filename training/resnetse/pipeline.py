@@ -104,8 +104,10 @@ class ClassifierStageConfig:
     def __post_init__(self) -> None:
         if self.aeg not in AEG_MODES:
             raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
-        if self.aeg == "static" and getattr(self, self.static_field) is None:
-            raise DataError(f"static AEG needs the GE2E checkpoint ({self.static_field}) that generates the examples")
+        if self.aeg == "static" and getattr(self, self.static_field, None) is None:
+            raise DataError(f"static AEG needs the GE2E checkpoint ({self.static_field or 'a stage config'}) "
+                            "that generates the examples",
+                            hint="use FinetuneConfig (init) or DistillConfig (static_from)")
 
 
 @dataclass
