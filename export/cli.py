@@ -62,8 +62,8 @@ def _deployable(model):
 
 def _from_resnetse_checkpoint(full: dict, path: Path):
     """A ``edge-cm-train resnetse`` stage checkpoint (fine-tuned teacher or student): 8 classes,
-    front end (b); the deployed score is bona fide against the other seven."""
-    from edge_cm.features import resnetse_spec
+    the front end it was trained on (b unless chosen); the deployed score is bona fide against the other seven."""
+    from training.resnetse.frontends import checkpoint_front_end
     from training.resnetse.pipeline import model_from_stage_checkpoint
 
     if full.get("stage") == "ge2e":
@@ -73,7 +73,7 @@ def _from_resnetse_checkpoint(full: dict, path: Path):
     history = full.get("history") or [{}]
     extra = {"training_data": {"checkpoint": str(path), "stage": full.get("stage"),
                                "epochs": len(history), "final_train_loss": history[-1].get("loss")}}
-    return model, resnetse_spec(), full["architecture"], list(full["classes"]), extra
+    return model, checkpoint_front_end(full)[1], full["architecture"], list(full["classes"]), extra
 
 
 def load_checkpoint_for_export(path: Path, ckpt: dict | None = None):

@@ -175,6 +175,40 @@ def test_quarter_width_stand_ins_keep_each_layout_at_a_quarter_of_the_channels()
                        width="half")
 
 
+def test_ablation_reuses_a_stage_only_when_its_saved_config_is_the_same(tmp_path, bonafide_dir):
+    import dataclasses
+    import os
+
+    from training.resnetse import pipeline
+    from training.resnetse.ablation import _stage
+
+    cfg = pipeline.PretrainConfig(bonafide_manifest=bonafide_dir / "manifest.csv", out=tmp_path / "ge2e.pt",
+                                  architecture="resnetse_student_quarter", speakers=2, utterances=2,
+                                  crop_seconds=0.5, steps=1)
+    results: dict = {}
+    path = _stage(pipeline.pretrain, cfg, True, results)  # nothing there yet: trains
+    assert "reused" not in results
+    os.utime(path, (1, 1))
+    assert _stage(pipeline.pretrain, cfg, True, results) == path
+    assert os.stat(path).st_mtime == 1 and results["reused"] == ["ge2e.pt"]
+    with pytest.raises(DataError, match=r"another config \(differs in \['steps'\]\)"):
+        _stage(pipeline.pretrain, dataclasses.replace(cfg, steps=2), True, results)
+    _stage(pipeline.pretrain, dataclasses.replace(cfg, steps=2), False, results)  # no reuse: trains again
+    assert os.stat(path).st_mtime > 1 and len(pipeline.load_checkpoint(path)[1]["history"]) == 2
+
+
+def test_ablation_markdown_has_a_per_system_table():
+    from training.resnetse.ablation import markdown
+
+    per = {"voc_lpc": {"eer": 0.1, "eer_bim": 0.5, "n": 40}, "tts_x": {"eer": 0.25, "eer_bim": None, "n": 12}}
+    row = {"table": "teacher", "row": "nll_only", "eer": 0.2, "eer_bim": 0.6, "n_bonafide": 50, "n_spoof": 52,
+           "params": 10, "train_s": 1.0, "eval_s": 2.0, "per_system": per}
+    text = markdown({"config": {"budget": {}}, "rows": [row, dict(row, row="ge2e_nll", per_system={})]})
+    assert "| row | tts_x (12) | voc_lpc (40) |" in text
+    assert "| nll_only | 0.250 / - | 0.100 / 0.500 |" in text and "| ge2e_nll | - / - | - / - |" not in text
+    assert "| ge2e_nll | - | - |" in text
+
+
 def test_any_input_length_gives_one_logit_vector_per_item():
     model = registry.build("resnetse_student").eval()
     with torch.no_grad():
@@ -239,6 +273,62 @@ def test_student_checkpoint_exports_through_edge_cm_export_and_runs_in_edge_cm(t
     assert main(["--checkpoint", str(ge2e), "--formats", "onnx", "--no-profile", "--out", str(tmp_path / "no")]) == 1
     assert "GE2E pre-training" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_a_chosen_front_end_travels_from_the_checkpoint_into_the_bundle_and_the_runtime(tmp_path, real_speech):
+    """A student trained on the 257-bin log STFT: the network's frequency size follows the front end,
+    and the exported bundle makes the runtime compute that front end, not (b)."""
+    from edge_cm.bundle import load_bundle
+    from edge_cm.detector import load
+    from export.cli import main
+    from training.resnetse.frontends import front_end_spec
+    from training.resnetse.pipeline import build_model, load_scorer, save_checkpoint
+
+    spec = front_end_spec("logspec257")
+    assert spec.n_bins == 257 and spec.normalization == "instance" and spec != resnetse_spec()
+    torch.manual_seed(2)
+    model = build_model("resnetse_student_quarter", spec).eval()
+    ckpt = save_checkpoint(tmp_path / "s.pt", model, "resnetse_student_quarter", "distill", [{"loss": 1.0}],
+                           front_end="logspec257")
+    scorer, _ = load_scorer(ckpt)
+    assert scorer.spec == spec
+    window = real_speech[:64000]
+    feats = compute_features(spec, window)
+    assert feats.shape == (257, 398)
+    with torch.no_grad():
+        logits_torch = model(torch.from_numpy(feats)[None, None]).numpy()[0]
+        np.testing.assert_allclose(scorer(torch.from_numpy(window)[None]).numpy()[0], logits_torch, atol=1e-4)
+    out = tmp_path / "bundle"
+    assert main(["--checkpoint", str(ckpt), "--formats", "onnx", "--no-profile", "--out", str(out)]) == 0
+    assert load_bundle(out).meta.feature_spec == spec
+    logits_rt = np.asarray(load(out, backend="onnx").detect_array(window, 16000).windows[0].logits)
+    np.testing.assert_allclose(logits_rt, logits_torch, atol=1e-3)
+
+
+def test_stages_refuse_a_teacher_or_init_of_another_front_end(tmp_path):
+    from training.resnetse import pipeline
+    from training.resnetse.frontends import front_end_spec
+
+    b_ckpt = pipeline.save_checkpoint(tmp_path / "b.pt", registry.build("resnetse_student_quarter"),
+                                      "resnetse_student_quarter", "finetune", [])
+    data = pipeline.DataConfig(bonafide_manifest=tmp_path / "b.csv", spoof_manifest=tmp_path / "s.csv")
+    with pytest.raises(DataError, match="GE2E checkpoint was trained on another front end than 'logspec257'"):
+        pipeline.finetune(pipeline.FinetuneConfig(data=data, out=tmp_path / "t.pt", init=b_ckpt,
+                                                  architecture="resnetse_student_quarter", front_end="logspec257"))
+    with pytest.raises(DataError, match="teacher was trained on another front end than 'logmel40_levels'"):
+        pipeline.distill(pipeline.DistillConfig(data=data, out=tmp_path / "s.pt", teacher=b_ckpt,
+                                                architecture="resnetse_student_quarter",
+                                                front_end="logmel40_levels"))
+    with pytest.raises(DataError, match="unknown ResNetSE front end 'mfcc'"):
+        pipeline.PretrainConfig(bonafide_manifest=tmp_path / "b.csv", out=tmp_path / "g.pt", front_end="mfcc")
+    assert not (tmp_path / "t.pt").exists() and not (tmp_path / "s.pt").exists()
+    # A checkpoint written before the choice existed carries no spec: it was trained on (b).
+    old = torch.load(b_ckpt, weights_only=True)
+    old["extra"] = {}
+    torch.save(old, tmp_path / "old.pt")
+    assert pipeline.load_scorer(tmp_path / "old.pt")[0].spec == resnetse_spec()
+    levels = front_end_spec("logmel40_levels")
+    assert levels.n_bins == 40 and levels.normalization == "none"
 
 
 def test_stage_checkpoint_problems_are_typed_errors_naming_the_file(tmp_path):
@@ -314,6 +404,60 @@ def test_stages_run_end_to_end_on_a_toy_corpus(tmp_path, bonafide_dir):
     assert result.n_bonafide == 2 and result.n_spoof == 4  # 2 per family: tts_formant, tts_concatenative
 
 
+def test_a_stage_run_depends_on_its_seed_not_on_what_the_process_drew_before(tmp_path, bonafide_dir):
+    from training.resnetse import pipeline
+    from training.toy_corpus import build_toy_corpus
+
+    manifest = build_toy_corpus(bonafide_dir / "manifest.csv", tmp_path / "toy", per_split=2)
+
+    def weights(seed: int, name: str) -> dict:
+        data = pipeline.DataConfig(bonafide_manifest=bonafide_dir / "manifest.csv", spoof_manifest=manifest,
+                                   window_seconds=0.5, max_per_class=2, seed=seed)
+        out = pipeline.finetune(pipeline.FinetuneConfig(data=data, out=tmp_path / name, epochs=1, batch_size=4,
+                                                        architecture="resnetse_student_quarter", augment=False))
+        return pipeline.load_checkpoint(out)[0].state_dict()
+
+    first = weights(0, "a.pt")
+    torch.rand(1000)  # what an earlier stage in the same process would do to the global generator
+    again = weights(0, "b.pt")
+    other = weights(1, "c.pt")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.slow
+def test_front_end_study_trains_each_front_end_and_seed_and_reuses_them(tmp_path, bonafide_dir):
+    from training.resnetse.ablation import BUDGETS, Budget
+    from training.resnetse.families import SPOOF_FAMILIES
+    from training.resnetse.front_end_study import FrontEndStudyConfig, run
+    from training.resnetse.frontends import front_end_spec
+    from training.resnetse.pipeline import load_scorer
+    from training.toy_corpus import build_toy_corpus
+
+    manifest = build_toy_corpus(bonafide_dir / "manifest.csv", tmp_path / "toy", per_split=2)
+    # The toy corpus has spoofs in train and dev only.
+    config = FrontEndStudyConfig(bonafide_manifest=bonafide_dir / "manifest.csv", spoof_manifest=manifest,
+                                 out=tmp_path / "study", budget=Budget(**BUDGETS["tiny"]),
+                                 front_ends=("logmel40", "logspec257"), seeds=(0,), augment=False,
+                                 splits=("train", "dev"))
+    first = run(config)
+    assert [(r["front_end"], r["seed"]) for r in first["runs"]] == [("logmel40", 0), ("logspec257", 0)]
+    for r in first["runs"]:
+        assert load_scorer(tmp_path / "study" / f"{r['front_end']}_s0.pt")[0].spec == front_end_spec(r["front_end"])
+        for split in ("train", "dev"):
+            assert 0.0 <= r["splits"][split]["eer"] <= 1.0 and r["splits"][split]["n_spoof"] > 0
+            assert set(r["splits"][split]["families"]) <= set(SPOOF_FAMILIES)
+    text = (tmp_path / "study" / "results.md").read_text()
+    assert "| logspec257 | 1 |" in text and "Mean over seeds" in text and "dev EER" in text
+    again = run(FrontEndStudyConfig(**{**config.__dict__, "reuse": True}))
+    assert again["reused"] == ["logmel40_s0.pt", "logspec257_s0.pt"]
+    # The same checkpoints on the same evaluation windows give the same figures.
+    for a, b in zip(again["runs"], first["runs"]):
+        assert [a["splits"][s]["eer"] for s in ("train", "dev")] == [b["splits"][s]["eer"] for s in ("train", "dev")]
+    with pytest.raises(DataError, match="unknown front end"):
+        FrontEndStudyConfig(**{**config.__dict__, "front_ends": ("mfcc",)})
+
+
 def test_stage_configs_refuse_a_recipe_they_cannot_run(tmp_path):
     from training.resnetse import pipeline
 
@@ -348,14 +492,37 @@ def test_evaluate_command_scores_a_checkpoint_on_a_chosen_split(tmp_path, bonafi
     args = ["evaluate", "--checkpoint", str(ckpt), "--bonafide-manifest", str(bonafide_dir / "manifest.csv"),
             "--spoof-manifest", str(corpus), "--split", "train", "--window-seconds", "0.5", "--max-per-class", "3"]
     assert main(args) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line, *system_lines = capsys.readouterr().out.strip().splitlines()[-3:]
     eer = float(line.split("EER ")[1].split(",")[0])
     want = pipeline.evaluate(model, pipeline.DataConfig(bonafide_manifest=bonafide_dir / "manifest.csv",
                                                         spoof_manifest=corpus, window_seconds=0.5),
                              "train", 3, robust=False)
     assert eer == pytest.approx(want.eer, abs=5e-4) and "3 bona fide / 4 spoof windows of 0.5 s" in line
+    assert [ln.split()[0] for ln in system_lines] == ["tts_flite_x", "voc_lpc"]
+    for ln, (system, r) in zip(system_lines, want.per_system.items()):
+        assert float(ln.split("EER ")[1].split(",")[0]) == pytest.approx(r["eer"], abs=5e-4)
+        assert "(2 spoof windows)" in ln and "under BIM -" in ln
     with pytest.raises(DataError, match="no bona fide clips in split 'nonsense'"):
         main(args[:-6] + ["--split", "nonsense"])
+
+
+def test_per_system_eers_score_each_system_against_every_bona_fide_clip():
+    from training.resnetse.pipeline import equal_error_rate, per_system_eers
+
+    bona = np.array([0.1, 0.2, 0.3, 0.4])
+    spoof = np.array([0.9, 0.05, 0.8, 0.15, 0.35])
+    systems = ["voc_lpc", "tts_x", "voc_lpc", "tts_x", "tts_x"]
+    perturbed = np.array([0.0, 0.05, 0.95, 0.15, 0.35])
+    got = per_system_eers(bona, spoof, systems, perturbed)
+    assert list(got) == ["tts_x", "voc_lpc"]  # sorted, whatever the input order
+    assert got["voc_lpc"]["eer"] == 0.0 and got["voc_lpc"]["n"] == 2  # every spoof above every bona fide
+    assert got["tts_x"]["n"] == 3
+    assert got["tts_x"]["eer"] == pytest.approx(equal_error_rate(bona, spoof[[1, 3, 4]]))
+    assert got["tts_x"]["eer"] > 0.5  # its spoofs mostly score below the bona fide clips
+    # One of voc_lpc's two spoofs was pushed below every bona fide score by the attack.
+    assert got["voc_lpc"]["eer_bim"] == pytest.approx(equal_error_rate(bona, perturbed[[0, 2]]))
+    assert got["voc_lpc"]["eer_bim"] > got["voc_lpc"]["eer"]
+    assert per_system_eers(bona, spoof, systems)["voc_lpc"]["eer_bim"] is None
 
 
 def test_corpus_bonafide_copies_win_over_the_shared_clips(tmp_path, bonafide_dir, bonafide_rows):

@@ -11,6 +11,9 @@ took 33 min and ``medium`` 73 min on the developer corpus, see README; ``paper``
 paper's settings; ``long`` is sized for ``--width quarter``); any single knob can be
 overridden (``--epochs``, ``--max-per-class``...). ``--width quarter`` runs the same layouts at a
 quarter of the channels (``resnetse_*_quarter``), about six times cheaper per training window.
+``--reuse`` keeps every stage checkpoint already in ``--out`` that was trained with the very same
+stage config (anything else there is refused), so an interrupted run resumes at the stage it
+reached and a finished one can be evaluated again without training.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .bim import BIMConfig
+from .frontends import DEFAULT_FRONT_END
 
 BUDGETS: dict[str, dict] = {
     "tiny": dict(epochs=1, ge2e_steps=2, speakers=3, utterances=2, crop_seconds=1.0, max_per_class=3,
@@ -65,6 +69,10 @@ class AblationConfig:
     seed: int = 0
     width: str = "paper"
     """``paper`` (G-/L-ResNetSE) or ``quarter`` (the same layouts at a quarter of the channels)."""
+    reuse: bool = False
+    """Keep stage checkpoints already in ``out`` when their saved config equals this run's."""
+    front_end: str = DEFAULT_FRONT_END
+    """Every stage's front end (:data:`training.resnetse.frontends.FRONT_ENDS`)."""
 
     def __post_init__(self) -> None:
         if self.width not in WIDTHS:
@@ -95,22 +103,24 @@ def run(config: AblationConfig) -> dict:
     data = pipeline.DataConfig(bonafide_manifest=config.bonafide_manifest, spoof_manifest=config.spoof_manifest,
                                window_seconds=b.window_seconds, max_per_class=b.max_per_class, seed=config.seed)
     common = dict(adversarial_pairs=b.adversarial_pairs, bim=config.bim, epochs=b.epochs, batch_size=b.batch_size,
-                  augment=config.augment)
+                  augment=config.augment, front_end=config.front_end)
     results: dict = {"config": pipeline._jsonable(asdict(config)), "rows": [], "timings": {}}
     t0 = time.perf_counter()
-    ge2e = pipeline.pretrain(pipeline.PretrainConfig(
+    ge2e = _stage(pipeline.pretrain, pipeline.PretrainConfig(
         bonafide_manifest=config.bonafide_manifest, out=out / "ge2e.pt", architecture=teacher_arch,
         speakers=b.speakers, utterances=b.utterances, crop_seconds=b.crop_seconds, steps=b.ge2e_steps,
-        seed=config.seed))
-    results["timings"]["ge2e_pretrain_s"] = time.perf_counter() - t0
+        seed=config.seed, front_end=config.front_end), config.reuse, results)
+    results["timings"]["ge2e_pretrain_s"] = pipeline.load_checkpoint(ge2e)[1]["extra"].get("seconds")
 
     def record(name: str, table: str, ckpt: Path) -> None:
-        model, saved = pipeline.load_checkpoint(ckpt)
+        scorer, saved = pipeline.load_scorer(ckpt)
+        model = scorer.model
         ev = pipeline.evaluate(model, data, "test", b.eval_per_class, config.robust, config.bim,
-                               batch_size=b.batch_size)
+                               batch_size=b.batch_size, spec=scorer.spec)
         row = {"table": table, "row": name, "eer": ev.eer, "eer_bim": ev.eer_bim, "n_bonafide": ev.n_bonafide,
                "n_spoof": ev.n_spoof, "params": registry.count_params(model),
                "train_s": saved["extra"].get("seconds"), "eval_s": ev.seconds,
+               "per_system": ev.per_system,
                "final_train_loss": saved["history"][-1]["loss"] if saved["history"] else None,
                "adversarial_examples": saved["history"][-1].get("adversarial") if saved["history"] else None}
         results["rows"].append(row)
@@ -119,37 +129,61 @@ def run(config: AblationConfig) -> dict:
         _write(out, results)
 
     for name, init, aeg in TEACHER_ROWS:
-        ckpt = pipeline.finetune(pipeline.FinetuneConfig(
+        ckpt = _stage(pipeline.finetune, pipeline.FinetuneConfig(
             data=data, out=out / f"{name}.pt", architecture=teacher_arch, init=ge2e if init else None, aeg=aeg,
-            **common))
+            **common), config.reuse, results)
         record(name, "teacher", ckpt)
     for name, use_kd, aeg in STUDENT_ROWS:
-        ckpt = pipeline.distill(pipeline.DistillConfig(
+        ckpt = _stage(pipeline.distill, pipeline.DistillConfig(
             data=data, out=out / f"{name}.pt", architecture=student_arch,
             teacher=out / f"{KD_TEACHER}.pt" if use_kd else None,
-            static_from=ge2e if aeg == "static" else None, use_kd=use_kd, aeg=aeg, **common))
+            static_from=ge2e if aeg == "static" else None, use_kd=use_kd, aeg=aeg, **common),
+            config.reuse, results)
         record(name, "student", ckpt)
     results["timings"]["total_s"] = time.perf_counter() - t0
     _write(out, results)
     return results
 
 
-def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3, width: str = "paper") -> list[dict]:
+def _stage(train, stage_config, reuse: bool, results: dict) -> Path:
+    """Run one stage into ``stage_config.out``, or with ``reuse`` keep the checkpoint already there
+    if it was trained with this very config (listed in ``results["reused"]``)."""
+    from edge_cm.errors import DataError
+
+    from . import pipeline
+
+    path = Path(stage_config.out)
+    if not (reuse and path.is_file()):
+        return train(stage_config)
+    saved = dict(pipeline.load_checkpoint(path)[1]["extra"].get("config") or {})
+    saved.setdefault("front_end", DEFAULT_FRONT_END)  # written before the choice existed: front end (b)
+    want = pipeline._jsonable(asdict(stage_config))
+    if saved != want:
+        differ = sorted(k for k in set(want) | set(saved) if saved.get(k) != want.get(k))
+        raise DataError(f"checkpoint was trained with another config (differs in {differ})", path=path,
+                        hint="delete it, pick another --out, or run without --reuse")
+    pipeline._log(f"ablation: reusing {path.name} (same config)")
+    results.setdefault("reused", []).append(path.name)
+    return path
+
+
+def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3, width: str = "paper",
+               front_end: str = DEFAULT_FRONT_END) -> list[dict]:
     """Seconds per training step and per BIM attack (5 steps) of teacher and student on random audio,
     to size a budget before running it."""
     import torch
     from torch.nn import functional as F
 
-    from training.models import registry
-
     from .bim import evasion_adversarial
-    from .pipeline import Scorer
+    from .frontends import front_end_spec
+    from .pipeline import Scorer, build_model
 
     rows = []
     x = torch.randn(batch, int(round(seconds * 16000))) * 0.05
     y = torch.zeros(batch, dtype=torch.long)
     for name in WIDTHS[width]:
-        scorer = Scorer(registry.build(name))
+        spec = front_end_spec(front_end)
+        scorer = Scorer(build_model(name, spec), spec)
         opt = torch.optim.Adam(scorer.parameters(), lr=3e-4)
         steps = []
         for _ in range(repeats):
@@ -162,7 +196,7 @@ def throughput(batch: int = 8, seconds: float = 4.0, repeats: int = 3, width: st
         t = time.perf_counter()
         evasion_adversarial(scorer, x, BIMConfig(), modules=(scorer,))
         attack = time.perf_counter() - t
-        rows.append({"architecture": name, "batch": batch, "seconds": seconds, "train_step_s": min(steps),
+        rows.append({"architecture": name, "front_end": front_end, "batch": batch, "seconds": seconds, "train_step_s": min(steps),
                      "train_s_per_window": min(steps) / batch, "bim_s_per_window": attack / batch})
     return rows
 
@@ -176,7 +210,8 @@ def _fmt(v) -> str:
 def markdown(results: dict) -> str:
     b = results["config"]["budget"]
     width = results["config"].get("width", "paper")
-    lines = [f"ResNetSE ablation (width: {width}; budget: {json.dumps(b)})", "",
+    front_end = results["config"].get("front_end", DEFAULT_FRONT_END)
+    lines = [f"ResNetSE ablation (width: {width}; front end: {front_end}; budget: {json.dumps(b)})", "",
              "| table | row | EER | EER under BIM | bona fide / spoof | params | train s | eval s |",
              "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in results["rows"]:
@@ -185,7 +220,32 @@ def markdown(results: dict) -> str:
                      f"{_fmt(r['eval_s'])} |")
     t = results.get("timings", {})
     lines += ["", f"GE2E pre-training: {_fmt(t.get('ge2e_pretrain_s'))} s; total: {_fmt(t.get('total_s'))} s"]
+    if results.get("reused"):
+        lines += ["", f"Reused from an earlier run with the same configs (train s are theirs; total is this "
+                      f"run's): {', '.join(results['reused'])}"]
+    lines += _per_system_table(results["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _per_system_table(rows: list[dict]) -> list[str]:
+    """Rows x test systems: each system's spoofs against all bona fide windows, 'EER / EER under BIM'."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        for system, v in r.get("per_system", {}).items():
+            counts.setdefault(system, v["n"])
+    if not counts:
+        return []
+    systems = sorted(counts)
+    lines = ["", "EER per test system (EER / under BIM; spoof windows in the header):", "",
+             "| row | " + " | ".join(f"{s} ({counts[s]})" for s in systems) + " |",
+             "|---|" + "---:|" * len(systems)]
+    for r in rows:
+        cells = []
+        for s in systems:
+            v = r.get("per_system", {}).get(s)
+            cells.append("-" if v is None else f"{_fmt(v['eer'])} / {_fmt(v['eer_bim'])}")
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _write(out: Path, results: dict) -> None:
@@ -214,6 +274,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-robust", action="store_true", help="skip the EER under BIM")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    from .frontends import front_end_arg
+
+    front_end_arg(p)
+    p.add_argument("--reuse", action="store_true",
+                   help="keep stage checkpoints in --out that were trained with the same config")
 
 
 def run_from_args(args: argparse.Namespace) -> Path:
@@ -224,7 +289,8 @@ def run_from_args(args: argparse.Namespace) -> Path:
                     threshold=args.bim_threshold)
     config = AblationConfig(bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,
                             out=args.out, budget=budget, bim=bim, augment=not args.no_augment,
-                            robust=not args.no_robust, seed=args.seed, width=args.width)
+                            robust=not args.no_robust, seed=args.seed, width=args.width,
+                            reuse=args.reuse, front_end=args.front_end)
     results = run(config)
     print(markdown(results))
     return Path(args.out) / "results.json"

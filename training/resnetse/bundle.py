@@ -1,7 +1,8 @@
 """A ResNetSE checkpoint (usually the distilled student) -> an edge-cm bundle.
 
-The model takes one window's 40-band log-mel features (1, 1, 40, 398) and returns the
-8 logits; the runtime turns them into the spoof score ``logsumexp(logits[1:]) -
+The model takes one window's features from the front end it was trained on (the checkpoint's
+spec, which the bundle carries; by default front end (b), 40-band log-mel, (1, 1, 40, 398)) and
+returns the 8 logits; the runtime turns them into the spoof score ``logsumexp(logits[1:]) -
 logits[0]`` (classes[0] is ``bonafide``). Float formats are gated against torch on real
 windows when a corpus is given (synthetic inputs otherwise); int8 formats need it:
 calibration windows from its train split, the labelled evaluation set from its dev split.
@@ -12,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from edge_cm.features import resnetse_spec
 
 from .data import AudioCache, classification_clips, crop, subsample
 from .families import CLASSES
@@ -43,10 +42,10 @@ def export_checkpoint(config: BundleConfig):
     """Export the checkpoint's model; returns the written :class:`edge_cm.bundle.Bundle`."""
     from export.api import export_bundle
 
-    from .pipeline import load_checkpoint
+    from .pipeline import load_scorer
 
-    model, ckpt = load_checkpoint(config.checkpoint)
-    spec = resnetse_spec()
+    scorer, ckpt = load_scorer(config.checkpoint)
+    model, spec = scorer.model, scorer.spec
     window = 4 * spec.sample_rate
     calib = evals = labels = None
     if config.bonafide_manifest is not None and config.spoof_manifest is not None:

@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from .bim import BIMConfig
+from .frontends import front_end_arg
 from .kd import KDConfig
 
 
@@ -43,6 +44,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true", help="no on-the-fly noise and reverberation")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    front_end_arg(p)
 
 
 def _bim(args) -> BIMConfig:
@@ -81,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-speakers", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
+    front_end_arg(p)
 
     p = sub.add_parser("finetune", help="8-class adversarial fine-tuning of the (GE2E) teacher")
     _data_args(p)
@@ -123,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
 
     p.add_argument("--width", choices=sorted(WIDTHS), default="paper",
                    help="paper: G-/L-ResNetSE; quarter: the same layouts at a quarter of the channels")
+    front_end_arg(p)
 
     p = sub.add_parser("ablate", help="the paper's ablation tables on a budget (see benchmarks/resnetse_ablation.py)")
 
@@ -139,27 +143,30 @@ def main(argv: list[str]) -> int:
         out = pipeline.pretrain(pipeline.PretrainConfig(
             bonafide_manifest=args.bonafide_manifest, out=args.out, architecture=args.architecture,
             speakers=args.speakers, utterances=args.utterances, crop_seconds=args.crop_seconds, steps=args.steps,
-            lr=args.lr, max_speakers=args.max_speakers, seed=args.seed))
+            lr=args.lr, max_speakers=args.max_speakers, seed=args.seed, front_end=args.front_end))
     elif args.stage == "finetune":
         out = pipeline.finetune(pipeline.FinetuneConfig(
             data=_data(args), out=args.out, init=args.init, architecture=args.architecture, aeg=args.aeg,
             adversarial_pairs=args.adversarial_pairs, bim=_bim(args), epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment))
+            batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment, front_end=args.front_end))
     elif args.stage == "distill":
         out = pipeline.distill(pipeline.DistillConfig(
             data=_data(args), out=args.out, teacher=args.teacher, static_from=args.static_from,
             architecture=args.architecture, use_kd=not args.no_kd,
             kd=KDConfig(temperature=args.temperature, gamma=args.gamma), aeg=args.aeg,
             adversarial_pairs=args.adversarial_pairs, bim=_bim(args), epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment))
+            batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment, front_end=args.front_end))
     elif args.stage == "evaluate":
-        model, _ = pipeline.load_checkpoint(args.checkpoint)
+        scorer, _ = pipeline.load_scorer(args.checkpoint)
         data = _data(args)
-        result = pipeline.evaluate(model, data, args.split, args.max_per_class, robust=args.robust,
-                                   batch_size=args.batch_size)
+        result = pipeline.evaluate(scorer.model, data, args.split, args.max_per_class, robust=args.robust,
+                                   batch_size=args.batch_size, spec=scorer.spec)
         bim = "-" if result.eer_bim is None else f"{result.eer_bim:.3f}"
         print(f"{args.checkpoint} {args.split}: EER {result.eer:.3f}, EER under BIM {bim} "
               f"({result.n_bonafide} bona fide / {result.n_spoof} spoof windows of {data.window_seconds:g} s)")
+        for system, r in result.per_system.items():
+            bim = "-" if r["eer_bim"] is None else f"{r['eer_bim']:.3f}"
+            print(f"  {system:<28} EER {r['eer']:.3f}, under BIM {bim} ({r['n']} spoof windows)")
         return 0
     elif args.stage == "export":
         from .bundle import BundleConfig, export_checkpoint
@@ -171,8 +178,8 @@ def main(argv: list[str]) -> int:
     elif args.stage == "speed":
         from .ablation import throughput
 
-        for r in throughput(args.batch, args.seconds, width=args.width):
-            print(f"{r['architecture']:<26} batch {r['batch']} x {r['seconds']:g} s: train step "
+        for r in throughput(args.batch, args.seconds, width=args.width, front_end=args.front_end):
+            print(f"{r['architecture']:<26} {r['front_end']} batch {r['batch']} x {r['seconds']:g} s: train step "
                   f"{r['train_step_s']:.2f} s ({r['train_s_per_window']:.3f} s/window), "
                   f"BIM 5 steps {r['bim_s_per_window']:.3f} s/window")
         return 0

@@ -15,7 +15,8 @@ Adversarial example generation (AEG): ``static`` attacks once, before training,
 with the GE2E-pretrained teacher; ``active`` attacks again at every epoch with the
 model being trained (the teacher during fine-tuning, the student during
 distillation). Checkpoints are ``torch.save`` dicts with the architecture name,
-the state dict, the classes and a per-epoch history.
+the state dict, the classes, a per-epoch history and the front end (name and ``FeatureSpec``,
+see ``frontends.py``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edge_cm.errors import DataError
-from edge_cm.features import resnetse_spec
+from edge_cm.features import FeatureSpec, resnetse_spec
 from training.frontend_torch import TorchFrontEnd
 from training.models import registry
 from training.train import load_weights, read_checkpoint
@@ -40,6 +41,7 @@ from .bim import BIMConfig, evasion_adversarial, speaker_adversarial, spoof_scor
 from .data import (SAMPLE_RATE, AudioCache, Clip, classification_clips, crop, ge2e_batch, read_bonafide,
                    same_speaker_pairs, speakers_of, subsample)
 from .families import ADVERSARIAL_INDEX, CLASSES
+from .frontends import DEFAULT_FRONT_END, checkpoint_front_end, front_end_spec
 from .ge2e import GE2ELoss
 from .kd import KDConfig, kd_loss
 
@@ -77,6 +79,11 @@ class PretrainConfig:
     lr: float = 1e-3
     max_speakers: int | None = None
     seed: int = 0
+    front_end: str = DEFAULT_FRONT_END
+    """A name of :data:`training.resnetse.frontends.FRONT_ENDS`; later stages must keep it."""
+
+    def __post_init__(self) -> None:
+        front_end_spec(self.front_end)
 
 
 @dataclass
@@ -97,11 +104,14 @@ class ClassifierStageConfig:
     augment: bool = True
     class_weighting: bool = True
     """Weight the NLL by inverse class frequency (bona fide clips far outnumber each family)."""
+    front_end: str = DEFAULT_FRONT_END
+    """A name of :data:`training.resnetse.frontends.FRONT_ENDS` (``init`` and ``teacher`` must share it)."""
 
     static_field: ClassVar[str] = ""
     """Name of the field holding the GE2E checkpoint that attacks once for ``static`` AEG."""
 
     def __post_init__(self) -> None:
+        front_end_spec(self.front_end)
         if self.aeg not in AEG_MODES:
             raise DataError(f"aeg must be one of {AEG_MODES}, got {self.aeg!r}")
         if self.aeg == "static" and getattr(self, self.static_field, None) is None:
@@ -143,12 +153,19 @@ class DistillConfig(ClassifierStageConfig):
 # -- checkpoints ---------------------------------------------------------------------
 
 def save_checkpoint(path: Path, model: nn.Module, architecture: str, stage: str, history: list[dict],
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, front_end: str = DEFAULT_FRONT_END) -> Path:
+    """Write a stage checkpoint; its front end (name and full spec) goes into ``extra``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {**(extra or {}), "front_end": front_end, "feature_spec": front_end_spec(front_end).to_dict()}
     torch.save({"architecture": architecture, "stage": stage, "classes": list(CLASSES),
-                "state_dict": model.state_dict(), "history": history, "extra": extra or {}}, path)
+                "state_dict": model.state_dict(), "history": history, "extra": extra}, path)
     return path
+
+
+def build_model(architecture: str, spec: FeatureSpec) -> nn.Module:
+    """A fresh ResNetSE whose frequency size matches the front end's bins."""
+    return registry.build(architecture, n_mels=spec.n_bins)
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
@@ -168,7 +185,7 @@ def model_from_stage_checkpoint(ckpt: dict, path: Path) -> tuple[nn.Module, dict
     if missing:
         raise DataError(f"not a ResNetSE stage checkpoint (lacks {missing})", path=path,
                         hint="pass a checkpoint written by edge-cm-train resnetse pretrain/finetune/distill")
-    model = registry.build(ckpt["architecture"])
+    model = build_model(ckpt["architecture"], checkpoint_front_end(ckpt)[1])
     load_weights(model, ckpt["state_dict"], path)
     model.eval()
     return model, ckpt
@@ -179,9 +196,10 @@ def model_from_stage_checkpoint(ckpt: dict, path: Path) -> tuple[nn.Module, dict
 class Scorer(nn.Module):
     """Front end + model: waves (B, samples) -> logits; ``embed`` -> embeddings (for attacks)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, spec: FeatureSpec | None = None):
         super().__init__()
-        self.frontend = TorchFrontEnd(resnetse_spec())
+        self.spec = spec or resnetse_spec()
+        self.frontend = TorchFrontEnd(self.spec)
         self.model = model
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -189,6 +207,12 @@ class Scorer(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         return self.model.embed(self.frontend(wave))
+
+
+def load_scorer(path: Path) -> tuple[Scorer, dict]:
+    """A checkpoint's model behind the front end it was trained on (eval mode), and the checkpoint dict."""
+    model, ckpt = load_checkpoint(path)
+    return Scorer(model, checkpoint_front_end(ckpt)[1]).eval(), ckpt
 
 
 def _augmenter(enabled: bool):
@@ -270,8 +294,9 @@ def pretrain(config: PretrainConfig) -> Path:
     if config.max_speakers is not None:
         names = sorted(groups)[: config.max_speakers]
         groups = {k: groups[k] for k in names}
-    model = registry.build(config.architecture)
-    scorer = Scorer(model)
+    spec = front_end_spec(config.front_end)
+    model = build_model(config.architecture, spec)
+    scorer = Scorer(model, spec)
     loss_fn = GE2ELoss()
     optimizer = torch.optim.Adam(list(model.parameters()) + list(loss_fn.parameters()), lr=config.lr)
     audio = AudioCache()
@@ -293,13 +318,13 @@ def pretrain(config: PretrainConfig) -> Path:
                  f"b {loss_fn.b.item():.3f} ({time.perf_counter() - t0:.0f} s)")
     return save_checkpoint(config.out, model, config.architecture, "ge2e", history,
                            {"config": _jsonable(asdict(config)), "speakers": len(groups),
-                            "seconds": time.perf_counter() - t0})
+                            "seconds": time.perf_counter() - t0}, front_end=config.front_end)
 
 
 # -- stages 2 and 3: classification training --------------------------------------------
 
 def _train_classifier(model: nn.Module, architecture: str, stage: str, config: ClassifierStageConfig, *,
-                      static_attacker: nn.Module | None, teacher: nn.Module | None, kd: KDConfig | None) -> Path:
+                      static_attacker: Scorer | None, teacher: Scorer | None, kd: KDConfig | None) -> Path:
     from training.train import inverse_frequency_weights
 
     data, out, aeg, bim, epochs = config.data, config.out, config.aeg, config.bim, config.epochs
@@ -311,8 +336,8 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, config: C
         raise DataError("no training clips", path=data.bonafide_manifest)
     audio = AudioCache()
     n = data.window_samples
-    scorer = Scorer(model)
-    teacher_scorer = Scorer(teacher).eval() if teacher is not None else None
+    scorer = Scorer(model, front_end_spec(config.front_end))
+    teacher_scorer = teacher.eval() if teacher is not None else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.decay_every, gamma=config.lr_decay)
     augmenter = _augmenter(config.augment)
@@ -320,8 +345,7 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, config: C
     history: list[dict] = []
     t0 = time.perf_counter()
     if aeg == "static":
-        adversarial, info = generate_adversarial(Scorer(static_attacker), groups, adversarial_pairs, n, audio,
-                                                 bim, rng)
+        adversarial, info = generate_adversarial(static_attacker, groups, adversarial_pairs, n, audio, bim, rng)
         _log(f"{stage}: static AEG kept {info['kept']}/{info['pairs']} "
              f"(mean final cos {info['mean_final_similarity']:.3f})")
     for epoch in range(1, epochs + 1):
@@ -358,29 +382,46 @@ def _train_classifier(model: nn.Module, architecture: str, stage: str, config: C
         _log(f"{stage} epoch {epoch}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
              f"items {seen} (adversarial {row['adversarial']}) {row['seconds']:.0f} s")
     extra = {"config": _jsonable(asdict(config)), "seconds": time.perf_counter() - t0, "train_clips": len(clips)}
-    return save_checkpoint(out, model, architecture, stage, history, extra)
+    return save_checkpoint(out, model, architecture, stage, history, extra, front_end=config.front_end)
+
+
+def _fresh_model(config: FinetuneConfig | DistillConfig) -> nn.Module:
+    # Seeded here, not only in the loop: otherwise the initial weights depend on whatever the
+    # process drew before (an ablation's GE2E stage, say), and one config gives different runs.
+    torch.manual_seed(config.data.seed)
+    return build_model(config.architecture, front_end_spec(config.front_end))
+
+
+def _same_front_end(scorer: Scorer, config: ClassifierStageConfig, path: Path, role: str) -> Scorer:
+    if scorer.spec != front_end_spec(config.front_end):
+        raise DataError(f"the {role} was trained on another front end than {config.front_end!r}", path=path,
+                        hint=f"pass the front end the {role} was trained on (see its checkpoint's extra)")
+    return scorer
 
 
 def finetune(config: FinetuneConfig) -> Path:
     """Whole-network 8-class fine-tuning (from the GE2E checkpoint when ``init`` is set)."""
-    model = registry.build(config.architecture)
+    model = _fresh_model(config)
     attacker = None
     if config.init is not None:
-        ge2e_model, ckpt = load_checkpoint(config.init)
+        attacker, ckpt = load_scorer(config.init)
         if ckpt["architecture"] != config.architecture:
             raise DataError(f"checkpoint is a {ckpt['architecture']}, not a {config.architecture}", path=config.init)
-        model.load_state_dict(ge2e_model.state_dict())
+        _same_front_end(attacker, config, config.init, "GE2E checkpoint")
+        model.load_state_dict(attacker.model.state_dict())
         # The classifier head is new: GE2E never trained it, so it keeps its random init.
-        attacker = ge2e_model
     return _train_classifier(model, config.architecture, "finetune", config, static_attacker=attacker, teacher=None,
                              kd=None)
 
 
 def distill(config: DistillConfig) -> Path:
     """Train the student, with the teacher's soft targets when ``use_kd``."""
-    model = registry.build(config.architecture)
-    teacher = load_checkpoint(config.teacher)[0] if config.use_kd else None
-    attacker = load_checkpoint(config.static_from)[0] if config.aeg == "static" else None
+    model = _fresh_model(config)
+    # KD feeds one feature batch to both networks, so the teacher must share the student's front end;
+    # the static attacker only makes waveforms and may have any.
+    teacher = (_same_front_end(load_scorer(config.teacher)[0], config, config.teacher, "teacher")
+               if config.use_kd else None)
+    attacker = load_scorer(config.static_from)[0] if config.aeg == "static" else None
     return _train_classifier(model, config.architecture, "distill", config, static_attacker=attacker,
                              teacher=teacher, kd=config.kd if config.use_kd else None)
 
@@ -396,11 +437,29 @@ def equal_error_rate(bonafide: np.ndarray, spoof: np.ndarray) -> float:
 
 @dataclass
 class EvalResult:
+    """Pooled EERs (fractions) and, per spoofing system, each system's spoofs against all bona fide clips."""
+
     eer: float
     eer_bim: float | None
     n_bonafide: int
     n_spoof: int
     seconds: float
+    per_system: dict[str, dict] = field(default_factory=dict)
+    """system -> {"eer", "eer_bim" (None without ``robust``), "n" (spoof windows)}."""
+
+
+def per_system_eers(bona_scores: np.ndarray, spoof_scores: np.ndarray, systems: list[str],
+                    perturbed_scores: np.ndarray | None = None) -> dict[str, dict]:
+    """Each system's EER against every bona fide score, in sorted system order."""
+    systems_arr = np.asarray(systems)
+    out = {}
+    for name in sorted(set(systems)):
+        mask = systems_arr == name
+        out[name] = {"eer": equal_error_rate(bona_scores, spoof_scores[mask]),
+                     "eer_bim": None if perturbed_scores is None
+                     else equal_error_rate(bona_scores, perturbed_scores[mask]),
+                     "n": int(mask.sum())}
+    return out
 
 
 def _scores(scorer: Scorer, waves: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -412,16 +471,18 @@ def _scores(scorer: Scorer, waves: np.ndarray, batch_size: int = 8) -> np.ndarra
 
 
 def evaluate(model: nn.Module, data: DataConfig, split: str = "test", max_per_class: int | None = None,
-             robust: bool = True, bim: BIMConfig = BIMConfig(), batch_size: int = 8) -> EvalResult:
-    """EER on ``split`` (first window of each clip); ``robust`` adds the EER when every spoof is BIM-perturbed
-    against this model to lower its spoof score (bona fide left as is)."""
+             robust: bool = True, bim: BIMConfig = BIMConfig(), batch_size: int = 8,
+             spec: FeatureSpec | None = None) -> EvalResult:
+    """EER on ``split`` (first window of each clip) with the model behind ``spec`` (default: front end (b));
+    ``robust`` adds the EER when every spoof is BIM-perturbed against this model to lower its spoof score
+    (bona fide left as is)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(data.seed + 1)
     bona, spoofs = classification_clips(data.bonafide_manifest, data.spoof_manifest, (split,))
     clips = subsample(bona + spoofs, max_per_class, rng)
     audio = AudioCache()
     n = data.window_samples
-    scorer = Scorer(copy.deepcopy(model)).eval()
+    scorer = Scorer(copy.deepcopy(model), spec).eval()
     bona_clips = [c for c in clips if c.label == 0]
     if not bona_clips:
         raise DataError(f"no bona fide clips in split {split!r}", path=data.bonafide_manifest,
@@ -433,14 +494,16 @@ def evaluate(model: nn.Module, data: DataConfig, split: str = "test", max_per_cl
                         hint="pass a spoof manifest with that split")
     spoof_w = np.stack([crop(audio(c.path), n, None) for c in spoof_clips])
     bona_s, spoof_s = _scores(scorer, bona_w, batch_size), _scores(scorer, spoof_w, batch_size)
-    eer_bim = None
+    eer_bim, perturbed_s = None, None
     if robust:
         perturbed = np.concatenate([
             evasion_adversarial(scorer, torch.from_numpy(spoof_w[s:s + batch_size]), bim, modules=(scorer,)).numpy()
             for s in range(0, len(spoof_w), batch_size)])
-        eer_bim = equal_error_rate(bona_s, _scores(scorer, perturbed, batch_size))
+        perturbed_s = _scores(scorer, perturbed, batch_size)
+        eer_bim = equal_error_rate(bona_s, perturbed_s)
     return EvalResult(eer=equal_error_rate(bona_s, spoof_s), eer_bim=eer_bim, n_bonafide=len(bona_w),
-                      n_spoof=len(spoof_w), seconds=time.perf_counter() - t0)
+                      n_spoof=len(spoof_w), seconds=time.perf_counter() - t0,
+                      per_system=per_system_eers(bona_s, spoof_s, [c.system for c in spoof_clips], perturbed_s))
 
 
 def _jsonable(obj):
