@@ -47,6 +47,8 @@ class MelConfig:
     log_floor: float = 1e-5
     log10: bool = False
     center: bool = False
+    sample_rate: int = SAMPLE_RATE
+    """Hz of the audio the mel is taken from (the filterbank's frequency axis)."""
 
 
 HIFIGAN_MEL = MelConfig()
@@ -83,7 +85,7 @@ def slaney_mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 
 
 def log_mel(x: np.ndarray, cfg: MelConfig = HIFIGAN_MEL) -> np.ndarray:
-    """(n_mels, frames) log-mel of 16 kHz float audio, frames = len(x) // hop."""
+    """(n_mels, frames) log-mel of float audio at ``cfg.sample_rate``, frames = len(x) // hop."""
     x = np.asarray(x, dtype=np.float64)
     pad = (cfg.n_fft - cfg.hop_length) // 2
     if cfg.center:
@@ -96,7 +98,7 @@ def log_mel(x: np.ndarray, cfg: MelConfig = HIFIGAN_MEL) -> np.ndarray:
     win[off: off + cfg.win_length] = np.hanning(cfg.win_length + 1)[:-1]
     idx = np.arange(cfg.n_fft)[None, :] + cfg.hop_length * np.arange(n_frames)[:, None]
     mag = np.abs(np.fft.rfft(xp[idx] * win, axis=1))
-    mel = slaney_mel_filterbank(SAMPLE_RATE, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ mag.T
+    mel = slaney_mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ mag.T
     mel = np.maximum(mel, cfg.log_floor)
     return (np.log10(mel) if cfg.log10 else np.log(mel)).astype(np.float32)
 
@@ -124,17 +126,23 @@ def unavailable() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _generator():
-    reason = unavailable()
+def load_generator(reason: str | None, what: str, load):
+    """``load()`` in eval mode on one torch thread (corpus workers run in parallel processes), or a
+    DependencyError naming ``what`` and ``reason``."""
     if reason:
-        raise DependencyError(f"HiFi-GAN vocoder unavailable: {reason}")
+        raise DependencyError(f"{what} unavailable: {reason}")
     import torch
 
     torch.set_num_threads(1)
-    model = torch.jit.load(str(checkpoint_path()), map_location="cpu")
-    model.eval()
-    return model
+    return load().eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _generator():
+    import torch
+
+    return load_generator(unavailable(), "HiFi-GAN vocoder",
+                          lambda: torch.jit.load(str(checkpoint_path()), map_location="cpu"))
 
 
 def vocode(mel: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ Default assignment (:data:`DEFAULT_SPLITS`):
 split  systems
 =====  ==========================================================================================
 train  vocoder: WORLD (Harvest F0), MLSA (SWIPE' F0), Griffin-Lim, Griffin-Lim from 80 and from
-       40 mel bands; codec: Lyra 3.2 kbit/s;
+       40 mel bands, HiFi-GAN V1 universal (neural, 22.05 kHz); codec: Lyra 3.2 kbit/s;
        TTS: espeak-ng en-us+m3, en+f4, en+m1, en-us+klatt, de+m2, es+m4, nl+m6, ru+m3;
        festival kal_diphone, lp_diphone (it), czech_dita (cs), suo_fi_lj_diphone (fi);
        flite kal, slt
@@ -24,7 +24,10 @@ test   vocoder: LPC, HiFi-GAN (neural); codec: Lyra 9.2 kbit/s;
        flite awb; piper en-us-joe (VITS, neural)
 =====  ==========================================================================================
 
-Test holds the only neural TTS (piper) and neural vocoder (HiFi-GAN), the hardest unseen attacks.
+Test holds the only neural TTS (piper) and the 16 kHz neural vocoder (HiFi-GAN), the hardest unseen
+attacks. Training's HiFi-GAN universal is another trained generator (other weights, sample rate and
+upsampling) of the same architecture family as test's, so test HiFi-GAN is an unseen system but not
+an unseen kind of vocoder for a model trained on it.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ SPLIT_NAMES = ("train", "dev", "test")
 DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
         "voc_world_harvest", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim", "voc_mel40_griffinlim",
-        "codec_lyra_3200",
+        "voc_hifigan_universal", "codec_lyra_3200",
         "tts_espeak_en-us+m3", "tts_espeak_en+f4", "tts_espeak_en+m1", "tts_espeak_en-us+klatt",
         "tts_espeak_de+m2", "tts_espeak_es+m4", "tts_espeak_nl+m6", "tts_espeak_ru+m3",
         "tts_festival_kal_diphone", "tts_festival_lp_diphone", "tts_festival_czech_dita",

@@ -29,6 +29,10 @@ class CopySynthesis:
             from .hifigan import unavailable
 
             return unavailable()
+        if self.method == "hifigan_universal":
+            from .hifigan_universal import unavailable
+
+            return unavailable()
         if self.method == "lyra":
             from .codec_lyra import unavailable
 
@@ -57,6 +61,10 @@ class CopySynthesis:
             from .hifigan import hifigan
 
             return hifigan(x, seed)
+        if self.method == "hifigan_universal":
+            from .hifigan_universal import hifigan_universal
+
+            return hifigan_universal(x, seed)
         if self.method == "lyra":
             from .codec_lyra import lyra
 
@@ -103,6 +111,7 @@ COPY_SYSTEMS = (
                   (("n_mels", 40), ("n_fft", 512), ("hop", 160), ("iterations", 16))),
     CopySynthesis("voc_lpc", "vocoder", "lpc"),
     CopySynthesis("voc_hifigan", "vocoder", "hifigan"),
+    CopySynthesis("voc_hifigan_universal", "vocoder", "hifigan_universal"),
     CopySynthesis("codec_lyra_3200", "codec", "lyra", (("bitrate", 3200),)),
     CopySynthesis("codec_lyra_6000", "codec", "lyra", (("bitrate", 6000),)),
     CopySynthesis("codec_lyra_9200", "codec", "lyra", (("bitrate", 9200),)),
