@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .bim import BIMConfig
@@ -253,18 +253,26 @@ def _write(out: Path, results: dict) -> None:
     (out / "results.md").write_text(markdown(results))
 
 
+def budget_arguments(p: argparse.ArgumentParser, default: str) -> None:
+    """``--budget PRESET`` and one option per :class:`Budget` field that overrides the preset."""
+    p.add_argument("--budget", choices=sorted(BUDGETS), default=default, help="preset; single knobs below override it")
+    for f in fields(Budget):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=float if f.name.endswith("_seconds") else int)
+
+
+def budget_from_args(args: argparse.Namespace) -> Budget:
+    """The preset of ``--budget`` with every knob given on the command line replaced."""
+    budget = Budget(**BUDGETS[args.budget])
+    return replace(budget, **{k: getattr(args, k) for k in asdict(budget) if getattr(args, k, None) is not None})
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bonafide-manifest", type=Path, required=True, help="shared bona fide manifest.csv")
     p.add_argument("--spoof-manifest", type=Path, required=True, help="spoof corpus manifest with train/test splits")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints and results.{json,md}")
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="tiny", help="preset; single knobs below override it")
+    budget_arguments(p, default="tiny")
     p.add_argument("--width", choices=sorted(WIDTHS), default="paper",
                    help="paper: G-/L-ResNetSE; quarter: the same layouts at a quarter of the channels")
-    for key in ("epochs", "ge2e_steps", "speakers", "utterances", "max_per_class", "eval_per_class",
-                "adversarial_pairs", "batch_size"):
-        p.add_argument(f"--{key.replace('_', '-')}", type=int)
-    for key in ("crop_seconds", "window_seconds"):
-        p.add_argument(f"--{key.replace('_', '-')}", type=float)
     p.add_argument("--bim-alpha", type=float, default=3.0, help="BIM step on the 16-bit sample scale")
     p.add_argument("--bim-steps", type=int, default=5)
     p.add_argument("--bim-epsilon", type=float, help="||D||_inf bound on the 16-bit scale (default steps*alpha)")
@@ -282,9 +290,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> Path:
-    budget = Budget(**BUDGETS[args.budget])
-    overrides = {k: getattr(args, k) for k in asdict(budget) if getattr(args, k, None) is not None}
-    budget = replace(budget, **overrides)
+    budget = budget_from_args(args)
     bim = BIMConfig(alpha_int16=args.bim_alpha, steps=args.bim_steps, epsilon_int16=args.bim_epsilon,
                     threshold=args.bim_threshold)
     config = AblationConfig(bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,

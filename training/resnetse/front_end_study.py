@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .ablation import BUDGETS, WIDTHS, Budget, _fmt, _stage
+from .ablation import WIDTHS, Budget, _fmt, _stage, budget_arguments, budget_from_args
 from .families import family_of
 from .frontends import FRONT_ENDS
 
@@ -144,16 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints and results.{json,md}")
     p.add_argument("--front-ends", nargs="+", default=list(FRONT_ENDS), choices=sorted(FRONT_ENDS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="long")
+    budget_arguments(p, default="long")
     p.add_argument("--width", choices=sorted(WIDTHS), default="quarter")
-    p.add_argument("--epochs", type=int, help="override the budget's epochs")
     p.add_argument("--reuse", action="store_true", help="keep checkpoints in --out trained with the same config")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     _threads(args.threads)
-    budget = Budget(**BUDGETS[args.budget])
-    if args.epochs is not None:
-        budget = Budget(**{**asdict(budget), "epochs": args.epochs})
+    budget = budget_from_args(args)
     config = FrontEndStudyConfig(bonafide_manifest=args.bonafide_manifest, spoof_manifest=args.spoof_manifest,
                                  out=args.out, budget=budget, front_ends=tuple(args.front_ends),
                                  seeds=tuple(args.seeds), width=args.width, reuse=args.reuse)
