@@ -534,3 +534,36 @@ def test_a_run_distils_from_a_trained_checkpoint_and_refuses_a_foreign_front_end
     per_window = replace(spec, normalization="none", norm_mean=None, norm_std=None)
     with pytest.raises(DataError, match=r"best\.pt.*normalization"):
         load_teachers([str(best)], per_window)  # statistics may differ, the kind of normalisation may not
+
+
+def test_spec_mel_cnn_with_a_one_class_head_trains_and_exports_to_onnx(toy_manifest, tmp_path):
+    """model_args {head: one_class}: the trainer uses the OC loss (not cross-entropy), the export
+    copy drops the source head (46,644 parameters: 96 for the head instead of 194), and
+    onnxruntime gives the torch logits."""
+    import onnxruntime as ort
+
+    from export.onnx_export import export_onnx
+    from training.models import registry
+    from training.models.one_class import OneClassHead, one_class_head_of
+
+    model = registry.build("spec_mel_cnn_mt", n_sources=4, head="one_class")
+    assert isinstance(one_class_head_of(model), OneClassHead)
+    assert registry.count_params(model.export_module()) == 46_742 - 194 + 96
+    with pytest.raises(registry.ArchitectureError, match="head must be one of"):
+        registry.build("spec_mel_cnn", head="cosine")
+
+    cfg = toy_config(toy_manifest, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}, max_epochs=1)
+    trainer = run(cfg, tmp_path / "oc", max_steps=2)
+    assert trainer.loss_fn.one_class_margin == pytest.approx(7.0)
+    plain = run(replace(cfg, model_args={}), tmp_path / "linear", max_steps=1)
+    assert plain.loss_fn.one_class_margin is None
+
+    exported = trainer.model.export_module().eval()
+    x = torch.randn(1, 1, 257, 397)
+    path = export_onnx(exported, x, tmp_path / "oc.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        want = exported(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert got[0, 0] == pytest.approx(-got[0, 1], abs=1e-5)

@@ -42,6 +42,7 @@ from edge_cm.features import FeatureSpec
 from training import dataset as ds
 from training.config import CLASSES, TrainConfig, load_config
 from training.models import registry
+from training.models.one_class import OneClassLoss, one_class_head_of
 from training.weight_average import WeightAverage
 
 CHECKPOINT_VERSION = 1
@@ -70,15 +71,21 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> torch.Tenso
 
 @dataclass
 class ClassificationLoss:
-    """Weighted cross-entropy on the veracity logits, plus (multi-task) ``source_weight`` x the
-    cross-entropy of the source logits (targets of -100 are skipped)."""
+    """Weighted cross-entropy on the veracity logits (or, with ``one_class_margin``, the
+    weighted OC-Softmax loss of a one-class head, :mod:`training.models.one_class`), plus
+    (multi-task) ``source_weight`` x the cross-entropy of the source logits (targets of -100
+    are skipped)."""
 
     class_weights: torch.Tensor | None = None
     source_weight: float = 1.0
+    one_class_margin: float | None = None
 
     def __call__(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict]:
         logits = logits_of(outputs)
-        loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        if self.one_class_margin is None:
+            loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        else:
+            loss = OneClassLoss(self.one_class_margin, self.class_weights)(logits, batch["label"])
         parts = {"ce": float(loss.detach())}
         if isinstance(outputs, (tuple, list)) and len(outputs) > 1 and self.source_weight > 0:
             target = batch["source"]
@@ -147,7 +154,11 @@ class Trainer:
             n_classes = len(self.meta.get("classes", CLASSES))
             weights = (inverse_frequency_weights(train_set.labels(), n_classes)
                        if cfg.class_weighting == "inverse_frequency" else None)
-            loss_fn = ClassificationLoss(weights, cfg.source_loss_weight)
+            # A one-class head brings its own loss: cross-entropy on its bounded logits would
+            # ignore the margins that make it one-class.
+            head = one_class_head_of(model)
+            loss_fn = ClassificationLoss(weights, cfg.source_loss_weight,
+                                         one_class_margin=head.margin if head is not None else None)
             if cfg.teachers:
                 from training.distill import DistillationLoss, load_teachers
                 from training.resnetse.kd import KDConfig

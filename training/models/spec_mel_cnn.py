@@ -30,6 +30,11 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   band keeps its strength, as in the fp variant, but the head cannot learn its position; same
   46,742 parameters as the default. With the default's recipe (one seed) it lost unseen systems
   even more than the fp variant (test HiFi-GAN 42.5 %), so it is not the default either (README);
+* one-class head (``head="one_class"``) - the 2-logit linear head replaced by OC-Softmax's
+  learned bona fide direction (:mod:`training.models.one_class`): 96 instead of 194 head
+  parameters (46,644 at export), same export and runtime. With the default's recipe (two seeds)
+  it caught TTS voices better and vocoders and codecs worse, dev 11.3 % against 8.6 %, so it is
+  not the default (README);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
@@ -51,6 +56,7 @@ from torch import nn
 from edge_cm.features import FeatureSpec, mel_filterbank
 from training.models.logmel_cnn import conv_blocks
 from training.models.logspec_cnn import logspec_spec
+from training.models.one_class import OneClassHead
 
 FINE_WIDTHS = (12, 24, 36, 48)
 BAND_WIDTHS = (8, 16, 32, 48)
@@ -103,6 +109,7 @@ class TimeMeanFreqMax(nn.Module):
 
 
 POOLINGS = ("global", "time", "freq_max")
+HEADS = ("linear", "one_class")
 
 
 class SpecMelCNN(nn.Module):
@@ -113,15 +120,19 @@ class SpecMelCNN(nn.Module):
     ``pooling`` is ``"global"`` (each branch's last block averages over frequency and time) or
     ``"time"`` (over time only: the head weighs each frequency row separately) or ``"freq_max"``
     (over time, then the maximum over rows: position-free, but a one-band cue is not diluted).
+    ``head`` is ``"linear"`` (96 -> 2 logits) or ``"one_class"`` (:class:`OneClassHead`, 96
+    parameters, trained with the OC-Softmax loss; ``model_args: {head: one_class}``).
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
                  freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
-                 pooling: str = "global"):
+                 pooling: str = "global", head: str = "linear"):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.mask = FreqMask(freq_mask_bins)
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
         # A frozen Linear (not a buffer) so MAC counters and exporters see an ordinary MatMul.
@@ -138,7 +149,12 @@ class SpecMelCNN(nn.Module):
             probe = torch.zeros(1, fine_in_channels, proj.shape[1], 16)
             hidden = self.fine.eval()(probe).numel() + self.band.eval()(probe[:, :1, :n_bands]).numel()
         self.fine.train(), self.band.train()
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        if head == "one_class":
+            if n_classes != 2:
+                raise ValueError("a one-class head scores bona fide against the rest: n_classes must be 2")
+            self.head = OneClassHead(hidden, dropout=dropout)
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.source_head = (nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_sources))
                             if n_sources > 0 else None)
         for m in self.modules():
