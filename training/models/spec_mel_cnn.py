@@ -24,17 +24,18 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   traces sit in particular bands, which a global average over frequency blurs together;
   LCNN-style anti-spoofing models likewise keep the frequency axis up to the classifier.
   With the default's recipe it fit the training split and dev better but unseen test vocoders
-  worse (HiFi-GAN, LPC), so it is not the default (README, "Tried, not shipped");
+  worse (HiFi-GAN, LPC), so it is not the default (benchmarks/experiments.md);
 * frequency-max variant (``spec_mel_cnn_fmax``, ``pooling="freq_max"``) - each branch's last
   block averages over time and then takes the largest frequency row: a cue confined to one
   band keeps its strength, as in the fp variant, but the head cannot learn its position; same
   46,742 parameters as the default. With the default's recipe (one seed) it lost unseen systems
-  even more than the fp variant (test HiFi-GAN 42.5 %), so it is not the default either (README);
+  even more than the fp variant (test HiFi-GAN 42.5 %), so it is not the default either
+  (benchmarks/experiments.md);
 * one-class head (``head="one_class"``) - the 2-logit linear head replaced by OC-Softmax's
   learned bona fide direction (:mod:`training.models.one_class`): 96 instead of 194 head
   parameters (46,644 at export), same export and runtime. With the default's recipe (two seeds)
   it caught TTS voices better and vocoders and codecs worse, dev 11.3 % against 8.6 %, so it is
-  not the default (README);
+  not the default (benchmarks/experiments.md);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the

@@ -13,7 +13,7 @@ globally normalised per row (B, 1, 514, frames). The magnitude rows feed the ban
 in SpecMelCNN; the fine branch's 5x5 stride-2 stem takes magnitude and group delay as two
 channels, so the only new parameters are the stem's second input channel (300 weights).
 
-Result (README, "Tried, not shipped: phase"): with the default's recipe it scored worse than
+Result (benchmarks/experiments.md, "phase"): with the default's recipe it scored worse than
 SpecMelCNN, on vocoders most, and still missed its own Griffin-Lim training spoofs.
 """
 from __future__ import annotations
