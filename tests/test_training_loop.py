@@ -193,8 +193,9 @@ def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
     assert b.state.global_step == 1
 
 
-def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path):
-    cfg = toy_config(toy_manifest, architecture="efficientcnn_small")
+@pytest.mark.parametrize("changes", [{}, {"sam_rho": 0.05}], ids=["adam", "sam"])
+def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path, changes):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", **changes)
     a = run(cfg, tmp_path / "a", max_steps=2)
     rng_a = torch.get_rng_state()  # one process, one global RNG: keep A's for A's next step
     fresh = prepare(cfg, feature_spec=a.train_set.spec, systems=a.meta["systems"])

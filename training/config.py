@@ -101,6 +101,11 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Per-step decay of an exponential moving average of the weights that is validated and saved
     as best.pt (0 = off; e.g. 0.998 averages over about 500 steps). See training/weight_average.py."""
+    sam_rho: float = 0.0
+    """Sharpness-aware minimisation radius (0 = off; see training/sharpness.py): each step takes the
+    gradient at weights moved ``sam_rho`` uphill, at twice the cost per step. SAM: about 0.05."""
+    sam_adaptive: bool = False
+    """ASAM: scale the move per weight by its magnitude (then ``sam_rho`` about 0.5)."""
     checkpoint_every_steps: int = 0
     """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -130,6 +135,9 @@ class TrainConfig:
         if self.ema_decay > 0 and self.precise_bn_batches <= 0:
             raise DataError("ema_decay needs precise_bn_batches > 0",
                             hint="BatchNorm statistics must be recomputed for the averaged weights")
+        if self.sam_rho < 0 or (self.sam_adaptive and self.sam_rho == 0):
+            raise DataError(f"sam_rho must be >= 0 (0 = off), and > 0 when sam_adaptive is set; got {self.sam_rho}",
+                            hint="SAM: sam_rho 0.05; ASAM: sam_adaptive true with sam_rho 0.5")
         if self.window_seconds <= 0:
             raise DataError(f"window_seconds must be positive, got {self.window_seconds}")
         if not 0.0 <= self.kd_weight <= 1.0 or self.kd_temperature <= 0:

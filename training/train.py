@@ -8,6 +8,7 @@
   per epoch), ``last.pt`` (resume point) and ``best.pt`` (lowest validation loss).
 * Optional weight averaging (``ema_decay``): validation and ``best.pt`` use an exponential
   moving average of the weights; ``last.pt`` keeps the raw weights and the average.
+* Optional sharpness-aware minimisation (``sam_rho``, :mod:`training.sharpness`).
 * Resumable to the step: a checkpoint holds model, optimiser, scheduler, RNG states and
   the position (epoch, batch within the epoch); data randomness is a function of
   (seed, epoch, index) (see :mod:`training.dataset`), so a resumed run takes exactly the
@@ -43,6 +44,7 @@ from training import dataset as ds
 from training.config import CLASSES, TrainConfig, load_config
 from training.models import registry
 from training.models.one_class import OneClassLoss, one_class_head_of
+from training.sharpness import sam_step
 from training.weight_average import WeightAverage
 
 CHECKPOINT_VERSION = 1
@@ -185,10 +187,14 @@ class Trainer:
     def train_step(self, batch: dict) -> float:
         """One optimiser step on ``batch``; returns the loss before the step."""
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, _ = self.loss_fn(self.forward(batch["features"]), batch)
-        loss.backward()
-        self.optimizer.step()
+        if self.cfg.sam_rho > 0:
+            loss = sam_step(self.model, self.optimizer, lambda: self.loss_fn(self.forward(batch["features"]), batch)[0],
+                            self.cfg.sam_rho, adaptive=self.cfg.sam_adaptive)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, _ = self.loss_fn(self.forward(batch["features"]), batch)
+            loss.backward()
+            self.optimizer.step()
         if self.weight_average is not None:
             self.weight_average.update(self.model)
         self.state.global_step += 1
