@@ -10,6 +10,9 @@ with ``--group`` (seeds of one recipe).
     python benchmarks/compare_releases.py --bundle default=edge_cm/assets/models/default \\
         --bundle paired=bundles/paired --group paired=paired,paired_seed1 \\
         --out benchmarks/results/recipe_comparison.md
+
+``--from-comparison NAME=JSON:COLUMN`` takes one bundle's figures from an earlier comparison's
+JSON instead, for a bundle whose folder is gone.
 """
 from __future__ import annotations
 
@@ -43,6 +46,39 @@ def read_evaluation(bundle: Path) -> dict:
     if missing:
         raise DataError(f"no per-system results for split(s) {missing}", path=path,
                         hint="pass a bundle written by edge-cm-train release")
+    return data
+
+
+def evaluation_from_comparison(path: Path, column: str) -> dict:
+    """One column of an earlier run's ``--out`` JSON, in the shape of ``evaluation.json`` (EERs only).
+
+    For a bundle that no longer exists (its run folder was not kept): the figures are the ones
+    that comparison read from the bundle's own ``evaluation.json``.
+    """
+    from edge_cm.errors import DataError
+
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    except OSError as exc:
+        raise DataError(f"cannot read the comparison: {exc.strerror}", path=path,
+                        hint="pass a .json written by compare_releases.py --out") from exc
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError("not a comparison written by compare_releases.py", path=path) from exc
+    data = {split: {"systems": {}, "families": {}} for split in SPLITS}
+    for r in rows:
+        if column not in r["eer"] or r["split"] not in data:
+            continue
+        entry = data[r["split"]]
+        if r["row"] == "pooled":
+            entry["pooled"] = {"eer": r["eer"][column] / 100}
+        elif r["family"] and not r["row"].endswith("(mean of systems)"):
+            entry["systems"][r["row"]] = {"eer": r["eer"][column] / 100}
+            entry["families"][r["row"]] = r["family"]
+    missing = [split for split in SPLITS if "pooled" not in data[split]]
+    if missing:
+        columns = sorted({n for r in rows for n in r["eer"]})
+        raise DataError(f"no column {column!r} with pooled {missing} results", path=path,
+                        hint=f"columns: {', '.join(columns)}")
     return data
 
 
@@ -107,25 +143,37 @@ def main(argv: list[str] | None = None) -> int:
     from edge_cm.errors import DataError
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", action="append", required=True, metavar="NAME=PATH",
+    p.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH",
                    help="a bundle folder written by edge-cm-train release (repeat)")
+    p.add_argument("--from-comparison", action="append", default=[], metavar="NAME=JSON:COLUMN",
+                   help="a column of an earlier comparison's .json, for a bundle no longer at hand (repeat)")
     p.add_argument("--group", action="append", default=[], metavar="NAME=A,B",
                    help="bundles of one recipe (seeds): adds their mean and spread (repeat)")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
     bundles = _named(args.bundle, "--bundle")
+    earlier = []
+    for name, value in _named(args.from_comparison, "--from-comparison"):
+        path, sep, column = value.rpartition(":")
+        if not sep or not path or not column:
+            raise DataError(f"--from-comparison must be NAME=JSON:COLUMN, got {name}={value}")
+        earlier.append((name, Path(path), column))
+    if not bundles and not earlier:
+        raise DataError("nothing to compare", hint="give --bundle NAME=PATH and/or --from-comparison NAME=JSON:COLUMN")
     groups = [(g, members.split(",")) for g, members in _named(args.group, "--group")]
-    names = [n for n, _ in bundles]
+    names = [n for n, _ in bundles] + [n for n, _, _ in earlier]
     if len(set(names)) != len(names):
         raise DataError(f"bundle names repeat: {names}")
     unknown = sorted({m for _, members in groups for m in members} - set(names))
     if unknown:
         raise DataError(f"--group names unknown bundle(s) {unknown}", hint=f"bundles: {', '.join(names)}")
     evals = {n: read_evaluation(Path(path)) for n, path in bundles}
+    evals.update({n: evaluation_from_comparison(path, column) for n, path, column in earlier})
+    sources = dict(bundles) | {n: f"{path} (column {column})" for n, path, column in earlier}
     rows = comparison_rows(evals)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(rows, names, groups, dict(bundles)), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"bundles": dict(bundles), "groups": dict(groups),
+    args.out.write_text(markdown(rows, names, groups, sources), encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps({"bundles": sources, "groups": dict(groups),
                                                          "rows": rows}, indent=1), encoding="utf-8")
     print(args.out.read_text(encoding="utf-8"))
     return 0

@@ -168,3 +168,24 @@ def test_compare_releases_puts_each_bundles_own_figures_side_by_side(tmp_path):
     line = next(ln for ln in (tmp_path / "t.md").read_text().splitlines() if f"`{system}`" in ln)
     a = 100 * original["test"]["systems"][system]["eer"]
     assert line.split("|")[-3].strip() == f"{(a + 50) / 2:.2f}" and line.split("|")[-2].strip() == f"{abs(50 - a):.2f}"
+
+
+def test_compare_releases_takes_a_gone_bundles_figures_from_an_earlier_comparison(tmp_path):
+    """A column of an earlier comparison's JSON stands in for its bundle, figure for figure."""
+    repo = Path(__file__).resolve().parents[1]
+    script = str(repo / "benchmarks" / "compare_releases.py")
+    shipped = repo / "edge_cm" / "assets" / "models" / "default"
+    first = subprocess.run([sys.executable, script, "--bundle", f"a={shipped}", "--out", str(tmp_path / "first.md")],
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    res = subprocess.run([sys.executable, script, "--bundle", f"a={shipped}",
+                          "--from-comparison", f"old={tmp_path / 'first.json'}:a", "--out", str(tmp_path / "t.md")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert len(rows) > 10 and all(r["eer"]["old"] == pytest.approx(r["eer"]["a"]) for r in rows)
+    assert "(column a)" in (tmp_path / "t.md").read_text()
+    bad = subprocess.run([sys.executable, script, "--from-comparison", f"old={tmp_path / 'first.json'}:nope",
+                          "--out", str(tmp_path / "u.md")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no column 'nope'" in bad.stderr
+    assert "columns: a" in bad.stderr and not (tmp_path / "u.md").exists()
