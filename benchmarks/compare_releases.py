@@ -57,23 +57,24 @@ def evaluation_from_comparison(path: Path, column: str) -> dict:
     """
     from edge_cm.errors import DataError
 
+    data = {split: {"systems": {}, "families": {}} for split in SPLITS}
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        for r in rows:
+            if column not in r["eer"] or r["split"] not in data:
+                continue
+            entry, eer = data[r["split"]], float(r["eer"][column]) / 100
+            if r["row"] == "pooled":
+                entry["pooled"] = {"eer": eer}
+            elif r["family"] and not r["row"].endswith("(mean of systems)"):
+                entry["systems"][r["row"]] = {"eer": eer}
+                entry["families"][r["row"]] = r["family"]
     except OSError as exc:
         raise DataError(f"cannot read the comparison: {exc.strerror}", path=path,
                         hint="pass a .json written by compare_releases.py --out") from exc
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError("not a comparison written by compare_releases.py", path=path) from exc
-    data = {split: {"systems": {}, "families": {}} for split in SPLITS}
-    for r in rows:
-        if column not in r["eer"] or r["split"] not in data:
-            continue
-        entry = data[r["split"]]
-        if r["row"] == "pooled":
-            entry["pooled"] = {"eer": r["eer"][column] / 100}
-        elif r["family"] and not r["row"].endswith("(mean of systems)"):
-            entry["systems"][r["row"]] = {"eer": r["eer"][column] / 100}
-            entry["families"][r["row"]] = r["family"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise DataError("not a comparison written by compare_releases.py", path=path,
+                        hint="pass the .json that compare_releases.py --out wrote beside its .md") from exc
     missing = [split for split in SPLITS if "pooled" not in data[split]]
     if missing:
         columns = sorted({n for r in rows for n in r["eer"]})

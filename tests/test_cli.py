@@ -189,3 +189,17 @@ def test_compare_releases_takes_a_gone_bundles_figures_from_an_earlier_compariso
                           "--out", str(tmp_path / "u.md")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no column 'nope'" in bad.stderr
     assert "columns: a" in bad.stderr and not (tmp_path / "u.md").exists()
+
+
+@pytest.mark.parametrize("content", [None, "", "{not json", '{"rows": [{"split": "dev"}]}', '[1, 2]'],
+                         ids=["missing", "empty", "corrupt", "row-without-eer", "not-a-table"])
+def test_compare_releases_refuses_a_bad_earlier_comparison_by_name(tmp_path, content):
+    source = tmp_path / "earlier.json"
+    if content is not None:
+        source.write_text(content)
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare_releases.py"),
+                          "--from-comparison", f"old={source}:a", "--out", str(tmp_path / "t.md")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    line, = res.stderr.strip().splitlines()
+    assert str(source) in line and not (tmp_path / "t.md").exists()

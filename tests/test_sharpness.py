@@ -83,7 +83,7 @@ def test_batchnorm_running_stats_see_only_the_first_pass():
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
-@pytest.mark.parametrize("changes", [{"sam_rho": -0.1}, {"sam_adaptive": True}])
+@pytest.mark.parametrize("changes", [{"sam_rho": -0.1}, {"sam_rho": float("nan")}, {"sam_adaptive": True}])
 def test_bad_sam_settings_are_refused(changes):
     with pytest.raises(DataError, match="sam_rho"):
         TrainConfig(architecture="efficientcnn_small", manifest="m.csv", **changes)

@@ -7,6 +7,7 @@ to a default).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ class TrainConfig:
         if self.ema_decay > 0 and self.precise_bn_batches <= 0:
             raise DataError("ema_decay needs precise_bn_batches > 0",
                             hint="BatchNorm statistics must be recomputed for the averaged weights")
-        if self.sam_rho < 0 or (self.sam_adaptive and self.sam_rho == 0):
+        if not math.isfinite(self.sam_rho) or self.sam_rho < 0 or (self.sam_adaptive and self.sam_rho == 0):
             raise DataError(f"sam_rho must be >= 0 (0 = off), and > 0 when sam_adaptive is set; got {self.sam_rho}",
                             hint="SAM: sam_rho 0.05; ASAM: sam_adaptive true with sam_rho 0.5")
         if self.window_seconds <= 0:
