@@ -83,7 +83,8 @@ def test_inverse_frequency_weights():
     assert float(w[0] * 3) == pytest.approx(float(w[1] * 1))
 
 
-def test_config_round_trip_and_errors(tmp_path):
+def test_config_round_trip_and_errors(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("architecture: efficientcnn_small\nmanifest: data/m.csv\nbatch_size: 16\n"
                         "augment:\n  noise_prob: 0.5\n  noise_snr_db: [0, 10]\n")
@@ -92,6 +93,14 @@ def test_config_round_trip_and_errors(tmp_path):
     assert cfg.augment.noise_snr_db == (0, 10) and cfg.augment.build() is not None
     cfg.save(tmp_path / "copy.yaml")
     assert load_config(tmp_path / "copy.yaml") == cfg
+    # A --manifest override is relative to the working directory, and the copy saved in a run folder
+    # (read again by --resume) still points at it.
+    monkeypatch.chdir(tmp_path / "data")
+    overridden = load_config(cfg_path, manifest="other.csv")
+    assert overridden.manifest == str((tmp_path / "data" / "other.csv").resolve())
+    (tmp_path / "run").mkdir()
+    overridden.save(tmp_path / "run" / "config.yaml")
+    assert load_config(tmp_path / "run" / "config.yaml").manifest == overridden.manifest
     (tmp_path / "bad.yaml").write_text("architecture: x\nmanifest: m.csv\nbatch_sise: 3\n")
     with pytest.raises(DataError, match=r"bad\.yaml.*batch_sise"):
         load_config(tmp_path / "bad.yaml")

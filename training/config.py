@@ -194,7 +194,8 @@ class TrainConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML or JSON config; a relative ``manifest`` is resolved against the file's folder."""
+    """Read a YAML or JSON config; a relative ``manifest`` is resolved against the file's folder
+    (against the working directory when it comes from ``overrides``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -217,6 +218,9 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     data.update(overrides)
     if not data.get("manifest"):
         raise DataError("no manifest: set `manifest` in the config or pass --manifest", path=path)
-    if not Path(str(data["manifest"])).is_absolute() and "manifest" not in overrides:
-        data["manifest"] = str((path.parent / str(data["manifest"])).resolve())
+    if not Path(str(data["manifest"])).is_absolute():
+        # An override comes from the command line, so it is relative to the working directory; made
+        # absolute, the copy saved in the run folder still finds the corpus (``--resume``).
+        base = Path.cwd() if "manifest" in overrides else path.parent
+        data["manifest"] = str((base / str(data["manifest"])).resolve())
     return TrainConfig.from_dict(data, source=path)
