@@ -91,21 +91,27 @@ def test_spec_mel_band_branch_ignores_a_level_change_the_fine_branch_sees():
     assert not torch.allclose(fine_a, fine_b, atol=1e-2)
 
 
-def test_spec_mel_frequency_mask_hides_one_band_in_training_only():
-    from training.models.spec_mel_cnn import FreqMask
+@pytest.mark.parametrize("axis", ["frequency", "time"])
+def test_spec_mel_masks_hide_one_band_in_training_only(axis):
+    from training.models.spec_mel_cnn import FreqMask, TimeMask
 
     torch.manual_seed(0)
-    x = torch.randn(64, 1, 257, 10) + 5.0  # no zeros of its own
-    mask = FreqMask(40).train()
-    hidden = (mask(x) == 0).all(dim=3)[:, 0]  # (examples, bins) masked across every frame
+    x = torch.randn(64, 1, 257, 300) + 5.0  # no zeros of its own
+    mask = (FreqMask(40) if axis == "frequency" else TimeMask(40)).train()
+    zeros = mask(x) == 0
+    # (examples, rows along the masked axis) hidden across the whole other axis
+    hidden = zeros.all(dim=3)[:, 0] if axis == "frequency" else zeros.all(dim=2)[:, 0]
+    assert int(zeros.sum()) == int(hidden.sum()) * (300 if axis == "frequency" else 257)  # nothing else hidden
     widths = hidden.sum(dim=1)
     assert widths.max() <= 40 and widths.max() > 20 and len(set(widths.tolist())) > 5
     for row in hidden[widths > 0]:
         where = torch.nonzero(row)[:, 0]
         assert int(where[-1] - where[0]) + 1 == len(where)  # one contiguous band
     assert torch.equal(mask.eval()(x), x)
-    plain, masked = registry.build("spec_mel_cnn"), registry.build("spec_mel_cnn", freq_mask_bins=40)
+    plain = registry.build("spec_mel_cnn")
+    masked = registry.build("spec_mel_cnn", freq_mask_bins=40, time_mask_frames=40)
     assert registry.count_params(plain) == registry.count_params(masked)
+    assert plain.state_dict().keys() == masked.state_dict().keys()  # old checkpoints still load
 
 
 def test_spec_mel_mgd_reads_group_delay_in_the_fine_branch_only():

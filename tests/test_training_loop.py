@@ -181,6 +181,26 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch():
     assert loss_now() < before
 
 
+def test_mixup_mixes_features_and_moves_every_target_with_its_example():
+    from training.mixup import mix_batch
+
+    torch.manual_seed(0)
+    batch = {"features": torch.randn(8, 1, 5, 6), "label": torch.tensor([0, 1] * 4),
+             "source": torch.arange(8), "index": torch.arange(100, 108), "name": "kept"}
+    mixed, other, lam = mix_batch(batch, 0.4)
+    perm = other["source"]  # source i belongs to example i, so it spells the permutation
+    assert 0.0 < lam < 1.0 and sorted(perm.tolist()) == list(range(8)) and not torch.equal(perm, torch.arange(8))
+    assert torch.allclose(mixed, lam * batch["features"] + (1 - lam) * batch["features"][perm])
+    assert torch.equal(other["label"], batch["label"][perm]) and torch.equal(other["index"], batch["index"][perm])
+    assert torch.equal(other["features"], batch["features"][perm]) and other["name"] == "kept"
+    # With unweighted cross-entropy the two-target loss is the cross-entropy of the mixed soft labels.
+    logits = torch.randn(8, 2)
+    loss_fn = ClassificationLoss()
+    two_targets = lam * loss_fn(logits, batch)[0] + (1 - lam) * loss_fn(logits, other)[0]
+    soft = lam * torch.nn.functional.one_hot(batch["label"], 2) + (1 - lam) * torch.nn.functional.one_hot(other["label"], 2)
+    assert torch.allclose(two_targets, torch.nn.functional.cross_entropy(logits, soft.float()))
+
+
 def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
     cfg = toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2)
     # Run A: 1 step, checkpoint, then on through an epoch boundary (validation + scheduler) to step 3.
@@ -202,7 +222,8 @@ def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
     assert b.state.global_step == 1
 
 
-@pytest.mark.parametrize("changes", [{}, {"sam_rho": 0.05}], ids=["adam", "sam"])
+@pytest.mark.parametrize("changes", [{}, {"sam_rho": 0.05}, {"mixup_alpha": 0.4}, {"mixup_alpha": 0.4, "sam_rho": 0.05}],
+                         ids=["adam", "sam", "mixup", "sam+mixup"])
 def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path, changes):
     cfg = toy_config(toy_manifest, architecture="efficientcnn_small", **changes)
     a = run(cfg, tmp_path / "a", max_steps=2)
@@ -513,8 +534,11 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
 
 
 @pytest.mark.parametrize("changes, message", [({"ema_decay": 1.0}, "ema_decay"),
-                                              ({"ema_decay": 0.99, "precise_bn_batches": 0}, "precise_bn")])
-def test_bad_ema_settings_are_refused(toy_manifest, changes, message):
+                                              ({"ema_decay": 0.99, "precise_bn_batches": 0}, "precise_bn"),
+                                              ({"mixup_alpha": -0.1}, "mixup_alpha"),
+                                              ({"mixup_alpha": float("nan")}, "mixup_alpha"),
+                                              ({"mixup_alpha": 0.4, "teachers": ["t.pt"]}, "teachers")])
+def test_bad_regulariser_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):
         toy_config(toy_manifest, **changes)
 

@@ -107,6 +107,9 @@ class TrainConfig:
     gradient at weights moved ``sam_rho`` uphill, at twice the cost per step. SAM: about 0.05."""
     sam_adaptive: bool = False
     """ASAM: scale the move per weight by its magnitude (then ``sam_rho`` about 0.5)."""
+    mixup_alpha: float = 0.0
+    """Mixup of training batches (0 = off; see training/mixup.py): Beta(alpha, alpha) mixing weights,
+    e.g. 0.4."""
     checkpoint_every_steps: int = 0
     """Also write last.pt every N optimiser steps (0 = only at the end of each epoch)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -139,6 +142,11 @@ class TrainConfig:
         if not math.isfinite(self.sam_rho) or self.sam_rho < 0 or (self.sam_adaptive and self.sam_rho == 0):
             raise DataError(f"sam_rho must be >= 0 (0 = off), and > 0 when sam_adaptive is set; got {self.sam_rho}",
                             hint="SAM: sam_rho 0.05; ASAM: sam_adaptive true with sam_rho 0.5")
+        if not math.isfinite(self.mixup_alpha) or self.mixup_alpha < 0:
+            raise DataError(f"mixup_alpha must be >= 0 (0 = off), got {self.mixup_alpha}", hint="try 0.4")
+        if self.mixup_alpha > 0 and self.teachers:
+            raise DataError("mixup_alpha and teachers cannot be combined: the teachers would score the unmixed batch",
+                            hint="set mixup_alpha: 0 for a distillation run")
         if self.window_seconds <= 0:
             raise DataError(f"window_seconds must be positive, got {self.window_seconds}")
         if not 0.0 <= self.kd_weight <= 1.0 or self.kd_temperature <= 0:

@@ -42,6 +42,7 @@ from edge_cm.errors import DataError
 from edge_cm.features import FeatureSpec
 from training import dataset as ds
 from training.config import CLASSES, TrainConfig, load_config
+from training.mixup import mix_batch
 from training.models import registry
 from training.models.one_class import OneClassLoss, one_class_head_of
 from training.sharpness import sam_step
@@ -187,12 +188,20 @@ class Trainer:
     def train_step(self, batch: dict) -> float:
         """One optimiser step on ``batch``; returns the loss before the step."""
         self.model.train()
+        features, other, lam = batch["features"], None, 1.0
+        if self.cfg.mixup_alpha > 0:  # drawn once, so SAM's two passes see the same mix
+            features, other, lam = mix_batch(batch, self.cfg.mixup_alpha)
+
+        def batch_loss() -> torch.Tensor:
+            outputs = self.forward(features)
+            loss = self.loss_fn(outputs, batch)[0]
+            return loss if other is None else lam * loss + (1.0 - lam) * self.loss_fn(outputs, other)[0]
+
         if self.cfg.sam_rho > 0:
-            loss = sam_step(self.model, self.optimizer, lambda: self.loss_fn(self.forward(batch["features"]), batch)[0],
-                            self.cfg.sam_rho, adaptive=self.cfg.sam_adaptive)
+            loss = sam_step(self.model, self.optimizer, batch_loss, self.cfg.sam_rho, adaptive=self.cfg.sam_adaptive)
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            loss, _ = self.loss_fn(self.forward(batch["features"]), batch)
+            loss = batch_loss()
             loss.backward()
             self.optimizer.step()
         if self.weight_average is not None:

@@ -72,24 +72,42 @@ def band_projection(spec: FeatureSpec, n_bands: int = N_BANDS) -> np.ndarray:
     return (fb / fb.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-class FreqMask(nn.Module):
-    """SpecAugment's frequency mask, in training only: each example loses one random band of
-    0..``max_bins`` bins (set to 0, the training-set mean after global normalisation), so the
-    detector cannot rely on one narrow band that an unseen spoofing system may not share.
+class AxisMask(nn.Module):
+    """In training only, each example loses one random run of 0..``max_width`` rows along
+    ``dim`` of (B, 1, bins, frames), set to 0 (the training-set mean after global normalisation).
     Identity in eval mode, hence absent from exported models."""
 
-    def __init__(self, max_bins: int):
-        super().__init__()
-        self.max_bins = int(max_bins)
+    dim = 2
 
-    def forward(self, x):  # (B, 1, bins, frames)
-        if not self.training or self.max_bins <= 0:
+    def __init__(self, max_width: int):
+        super().__init__()
+        self.max_width = int(max_width)
+
+    def forward(self, x):
+        if not self.training or self.max_width <= 0:
             return x
-        n, bins = x.shape[0], x.shape[2]
-        width = torch.randint(0, min(self.max_bins, bins) + 1, (n, 1, 1, 1), device=x.device)
-        start = (torch.rand(n, 1, 1, 1, device=x.device) * (bins - width + 1)).floor()
-        index = torch.arange(bins, device=x.device).view(1, 1, bins, 1)
+        n, size = x.shape[0], x.shape[self.dim]
+        shape = [n] + [1] * (x.dim() - 1)
+        width = torch.randint(0, min(self.max_width, size) + 1, shape, device=x.device)
+        start = (torch.rand(shape, device=x.device) * (size - width + 1)).floor()
+        index_shape = [1] * x.dim()
+        index_shape[self.dim] = size
+        index = torch.arange(size, device=x.device).view(index_shape)
         return x * ((index < start) | (index >= start + width)).to(x.dtype)
+
+
+class FreqMask(AxisMask):
+    """SpecAugment's frequency mask (up to ``max_width`` bins): the detector cannot rely on one
+    narrow band that an unseen spoofing system may not share."""
+
+    dim = 2
+
+
+class TimeMask(AxisMask):
+    """SpecAugment's time mask (up to ``max_width`` frames): no single stretch of the window (an
+    onset, the seam of a looped short clip) decides the score."""
+
+    dim = 3
 
 
 class TimeMean(nn.Module):
@@ -116,7 +134,8 @@ HEADS = ("linear", "one_class")
 class SpecMelCNN(nn.Module):
     """Globally normalised log spectrogram (B, 1, 257, frames) -> logits (B, n_classes).
 
-    ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input (no parameters).
+    ``freq_mask_bins`` > 0 adds a training-time :class:`FreqMask` on the input, ``time_mask_frames``
+    > 0 a :class:`TimeMask` (neither has parameters).
     ``n_sources`` > 0 adds the source head; forward then returns ``(logits, source_logits)``.
     ``pooling`` is ``"global"`` (each branch's last block averages over frequency and time) or
     ``"time"`` (over time only: the head weighs each frequency row separately) or ``"freq_max"``
@@ -128,13 +147,14 @@ class SpecMelCNN(nn.Module):
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
                  freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
-                 pooling: str = "global", head: str = "linear"):
+                 pooling: str = "global", head: str = "linear", time_mask_frames: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        self.mask = FreqMask(freq_mask_bins)
+        # Parameter-free, so the state dict (and every saved checkpoint) is the same with or without it.
+        self.mask = nn.Sequential(FreqMask(freq_mask_bins), TimeMask(time_mask_frames))
         proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
         # A frozen Linear (not a buffer) so MAC counters and exporters see an ordinary MatMul.
         self.bands = nn.Linear(proj.shape[1], n_bands, bias=False)
