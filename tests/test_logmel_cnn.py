@@ -112,6 +112,8 @@ def test_spec_mel_masks_hide_one_band_in_training_only(axis):
     masked = registry.build("spec_mel_cnn", freq_mask_bins=40, time_mask_frames=40)
     assert registry.count_params(plain) == registry.count_params(masked)
     assert plain.state_dict().keys() == masked.state_dict().keys()  # old checkpoints still load
+    with pytest.raises(registry.ArchitectureError, match="mask width"):
+        registry.build("spec_mel_cnn", **{"freq_mask_bins" if axis == "frequency" else "time_mask_frames": -1})
 
 
 def test_spec_mel_mgd_reads_group_delay_in_the_fine_branch_only():

@@ -81,6 +81,8 @@ class AxisMask(nn.Module):
 
     def __init__(self, max_width: int):
         super().__init__()
+        if int(max_width) < 0:
+            raise ValueError(f"a mask width must be >= 0 (0 = off), got {max_width}")
         self.max_width = int(max_width)
 
     def forward(self, x):
