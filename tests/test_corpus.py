@@ -92,8 +92,11 @@ def test_piper_is_speech_and_deterministic():
 
 # -- copy-synthesis ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim",
-                                  "voc_mel40_griffinlim", "voc_lpc"])
+COPY_NAMES = ("voc_world_dio", "voc_world_swipe", "voc_world_coded", "voc_mlsa_swipe", "voc_griffinlim",
+              "voc_mel_griffinlim", "voc_mel40_griffinlim", "voc_lpc")
+
+
+@pytest.mark.parametrize("name", COPY_NAMES)
 def test_copy_synthesis_keeps_duration_and_is_deterministic(clip, name):
     system = systems.get(name)
     y = system.engine.run(clip, 7, None)
@@ -129,10 +132,27 @@ def test_copy_synthesis_resembles_the_source(clip):
     """Every vocoder's log-mel distance to the source is far below that of noise of equal RMS."""
     noise = np.random.default_rng(0).standard_normal(len(clip)).astype(np.float32) * np.std(clip)
     noise_d = _spectral_distance(clip, noise)
-    for name in ("voc_world_dio", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim", "voc_mel40_griffinlim",
-                 "voc_lpc"):
+    for name in COPY_NAMES:
         d = _spectral_distance(clip, systems.get(name).engine.run(clip, 1, None))
         assert d < 0.5 * noise_d, f"{name}: log-mel distance {d:.2f} vs noise {noise_d:.2f}"
+
+
+def test_world_f0_trackers_share_world_frames_and_coding_changes_the_output(clip):
+    """SWIPE' F0 comes on WORLD's own frame grid (so WORLD can synthesise from it), and the coded
+    WORLD variant really passes through the coded parameters rather than copying plain WORLD."""
+    from training.corpus.vocoders import world, world_f0
+
+    x64 = clip.astype(np.float64)
+    f0_h, t_h = world_f0(x64, "harvest")
+    f0_s, t_s = world_f0(x64, "swipe")
+    assert len(f0_s) == len(f0_h) and np.allclose(t_s, t_h)
+    assert np.any(f0_s > 0) and np.all(f0_s >= 0)
+    voiced = (f0_s > 0) & (f0_h > 0)
+    assert np.median(np.abs(np.log(f0_s[voiced] / f0_h[voiced]))) < 0.1, "the two trackers agree on voiced frames"
+    plain, coded = world(clip, f0_method="harvest"), world(clip, f0_method="harvest", coded_dims=24)
+    assert not np.allclose(plain, coded, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown F0 method"):
+        world_f0(x64, "yin")
 
 
 def test_mel_smoothing_keeps_the_mel_spectrum_and_drops_the_harmonics(clip):

@@ -11,7 +11,9 @@ Default assignment (:data:`DEFAULT_SPLITS`):
 split  systems
 =====  ==========================================================================================
 train  vocoder: WORLD (Harvest F0), MLSA (SWIPE' F0), Griffin-Lim, Griffin-Lim from 80 and from
-       40 mel bands, HiFi-GAN V1 universal (neural, 22.05 kHz); codec: Lyra 3.2 kbit/s;
+       40 mel bands, HiFi-GAN V1 universal (neural, 22.05 kHz), WORLD (SWIPE' F0), WORLD
+       (Harvest F0, coded to 24 mel-cepstral coefficients and band aperiodicities);
+       codec: Lyra 3.2 kbit/s;
        TTS: espeak-ng en-us+m3, en+f4, en+m1, en-us+klatt, de+m2, es+m4, nl+m6, ru+m3;
        festival kal_diphone, lp_diphone (it), czech_dita (cs), suo_fi_lj_diphone (fi);
        flite kal, slt
@@ -38,7 +40,7 @@ SPLIT_NAMES = ("train", "dev", "test")
 DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
         "voc_world_harvest", "voc_mlsa_swipe", "voc_griffinlim", "voc_mel_griffinlim", "voc_mel40_griffinlim",
-        "voc_hifigan_universal", "codec_lyra_3200",
+        "voc_hifigan_universal", "voc_world_swipe", "voc_world_coded", "codec_lyra_3200",
         "tts_espeak_en-us+m3", "tts_espeak_en+f4", "tts_espeak_en+m1", "tts_espeak_en-us+klatt",
         "tts_espeak_de+m2", "tts_espeak_es+m4", "tts_espeak_nl+m6", "tts_espeak_ru+m3",
         "tts_festival_kal_diphone", "tts_festival_lp_diphone", "tts_festival_czech_dita",

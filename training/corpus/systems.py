@@ -38,7 +38,8 @@ class CopySynthesis:
 
             return unavailable(lyra_dir)
         if self.method in ("world", "lpc"):
-            return _missing("pyworld")
+            needs_sptk = dict(self.options).get("f0_method") == "swipe"  # SWIPE' comes from pysptk
+            return _missing("pyworld") or (_missing("pysptk") if needs_sptk else None)
         if self.method == "mlsa":
             return _missing("pysptk") or _missing("pyworld")
         return None
@@ -103,6 +104,8 @@ class System:
 COPY_SYSTEMS = (
     CopySynthesis("voc_world_harvest", "vocoder", "world", (("f0_method", "harvest"),)),
     CopySynthesis("voc_world_dio", "vocoder", "world", (("f0_method", "dio"),)),
+    CopySynthesis("voc_world_swipe", "vocoder", "world", (("f0_method", "swipe"),)),
+    CopySynthesis("voc_world_coded", "vocoder", "world", (("f0_method", "harvest"), ("coded_dims", 24))),
     CopySynthesis("voc_mlsa_swipe", "vocoder", "mlsa", (("f0_method", "swipe"),)),
     CopySynthesis("voc_mlsa_world", "vocoder", "mlsa", (("f0_method", "world"),)),
     CopySynthesis("voc_griffinlim", "vocoder", "griffin_lim", (("iterations", 32),)),

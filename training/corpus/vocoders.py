@@ -5,8 +5,10 @@ Every function takes float32 samples at 16 kHz and a seed and returns float32 sa
 the same length (the output is padded or cut to the input length; the analysis is frame-aligned so
 nothing is time-stretched).
 
-* :func:`world` — WORLD (pyworld): F0 by DIO+StoneMask or Harvest, CheapTrick envelope, D4C
-  aperiodicity, WORLD synthesis. 5 ms frames.
+* :func:`world` — WORLD (pyworld): F0 by DIO+StoneMask, Harvest or SWIPE' (pysptk), CheapTrick
+  envelope, D4C aperiodicity, WORLD synthesis. 5 ms frames. Optionally the envelope and
+  aperiodicity pass through WORLD's coded form (a low-order mel-cepstrum and band aperiodicities),
+  the parameters statistical TTS and voice-conversion systems model.
 * :func:`mlsa` — mel-cepstrum (pysptk ``mcep``, order 24, alpha 0.42) and the MLSA filter driven by a
   pulse train (voiced) / Gaussian noise (unvoiced) from SWIPE' or WORLD F0. 5 ms hop.
 * :func:`griffin_lim` — magnitude STFT (512-point, 128 hop, Hann) and Griffin-Lim phase recovery
@@ -35,24 +37,46 @@ def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, (0, n - len(y)))
 
 
+def swipe_f0(x64: np.ndarray, hop: int = 80) -> np.ndarray:
+    """F0 (Hz, 0 = unvoiced) by SWIPE' (pysptk), one value per ``hop`` samples."""
+    import pysptk
+
+    return pysptk.swipe(x64 * 32768.0, fs=SAMPLE_RATE, hopsize=hop, min=60.0, max=500.0, otype="f0")
+
+
 def world_f0(x64: np.ndarray, method: str = "dio", frame_period_ms: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
-    """F0 (Hz, 0 = unvoiced) and frame times (s) by WORLD DIO+StoneMask or Harvest."""
+    """F0 (Hz, 0 = unvoiced) and frame times (s) by WORLD DIO+StoneMask, Harvest or SWIPE'."""
     import pyworld
 
+    if method == "swipe":
+        n_frames = int(len(x64) / SAMPLE_RATE * 1000.0 / frame_period_ms) + 1  # WORLD's frame count
+        f0 = swipe_f0(x64, int(round(SAMPLE_RATE * frame_period_ms / 1000.0)))
+        return _fit_length(f0, n_frames).astype(np.float64), np.arange(n_frames) * frame_period_ms / 1000.0
     if method == "harvest":
         return pyworld.harvest(x64, SAMPLE_RATE, f0_floor=60.0, f0_ceil=500.0, frame_period=frame_period_ms)
+    if method != "dio":
+        raise ValueError(f"unknown F0 method {method!r}; use 'dio', 'harvest' or 'swipe'")
     f0, t = pyworld.dio(x64, SAMPLE_RATE, f0_floor=60.0, f0_ceil=500.0, frame_period=frame_period_ms)
     return pyworld.stonemask(x64, f0, t, SAMPLE_RATE), t
 
 
-def world(x: np.ndarray, seed: int = 0, f0_method: str = "harvest") -> np.ndarray:
-    """WORLD analysis-synthesis (deterministic; ``seed`` unused, kept for a uniform interface)."""
+def world(x: np.ndarray, seed: int = 0, f0_method: str = "harvest", coded_dims: int = 0) -> np.ndarray:
+    """WORLD analysis-synthesis (deterministic; ``seed`` unused, kept for a uniform interface).
+
+    ``coded_dims`` > 0 codes the envelope into that many mel-cepstral coefficients and the
+    aperiodicity into WORLD's bands before synthesis, smoothing both as a parametric model would.
+    """
     import pyworld
 
     x64 = np.asarray(x, dtype=np.float64)
     f0, t = world_f0(x64, f0_method)
     sp = pyworld.cheaptrick(x64, f0, t, SAMPLE_RATE)
     ap = pyworld.d4c(x64, f0, t, SAMPLE_RATE)
+    if coded_dims > 0:
+        fft_size = pyworld.get_cheaptrick_fft_size(SAMPLE_RATE)
+        sp = pyworld.decode_spectral_envelope(pyworld.code_spectral_envelope(sp, SAMPLE_RATE, coded_dims),
+                                              SAMPLE_RATE, fft_size)
+        ap = pyworld.decode_aperiodicity(pyworld.code_aperiodicity(ap, SAMPLE_RATE), SAMPLE_RATE, fft_size)
     y = pyworld.synthesize(f0, sp, ap, SAMPLE_RATE, frame_period=5.0)
     return _fit_length(y, len(x))
 
@@ -100,7 +124,7 @@ def mlsa(x: np.ndarray, seed: int = 0, f0_method: str = "swipe", order: int = 24
     frames = frames + 1e-6 * rng.standard_normal(frames.shape)
     mc = pysptk.mcep(frames, order=order, alpha=alpha, maxiter=50, etype=1, eps=1e-8, min_det=0.0)
     if f0_method == "swipe":
-        f0 = pysptk.swipe(x64 * 32768.0, fs=SAMPLE_RATE, hopsize=hop, min=60.0, max=500.0, otype="f0")
+        f0 = swipe_f0(x64, hop)
     else:
         f0, _ = world_f0(x64, "dio")
     f0 = _fit_length(f0, n_frames).astype(np.float64)
