@@ -201,8 +201,9 @@ def test_mixup_mixes_features_and_moves_every_target_with_its_example():
     assert torch.allclose(two_targets, torch.nn.functional.cross_entropy(logits, soft.float()))
 
 
-def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path):
-    cfg = toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2)
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path, schedule):
+    cfg = toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2, lr_schedule=schedule)
     # Run A: 1 step, checkpoint, then on through an epoch boundary (validation + scheduler) to step 3.
     a = run(cfg, tmp_path / "a", max_steps=1)
     assert a.state.global_step == 1 and a.state.batch == 1
@@ -249,6 +250,33 @@ def test_a_finished_run_continues_when_resumed_with_more_epochs(toy_manifest, tm
     longer = run(toy_config(toy_manifest, max_epochs=2, max_steps_per_epoch=2), tmp_path / "r", resume=True)
     assert longer.state.finished and longer.state.epoch == 2 and longer.state.global_step == 4
     assert [h["epoch"] for h in longer.state.history] == [1, 2]
+
+
+def test_cosine_schedule_anneals_from_lr_to_min_lr_whatever_the_validation_loss(toy_manifest, tmp_path):
+    # patience 0: a plateau run would cut the rate after any epoch without a new best
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=4, max_steps_per_epoch=1,
+                     lr=1e-3, min_lr=1e-5, lr_schedule="cosine", lr_patience=0)
+    trainer = run(cfg, tmp_path / "r")
+    logged = [h["lr"] for h in trainer.state.history]
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
+    assert trainer.state.epoch == 4 and logged == pytest.approx(expected, rel=1e-12)
+
+
+def test_excluded_systems_leave_the_training_split_only(toy_manifest):
+    cfg = toy_config(toy_manifest, exclude_systems=["flite_kal"])
+    prepared = prepare(cfg)
+    kept = {r.system for r in prepared.train_set.rows}
+    assert "flite_kal" not in kept and "espeak_en" in kept and any(r.is_bonafide for r in prepared.train_set.rows)
+    assert "flite_kal" not in prepared.meta["systems"]  # no source class for a system never trained on
+    full = prepare(toy_config(toy_manifest))
+    assert len(full.train_set.rows) - len(prepared.train_set.rows) == sum(
+        r.system == "flite_kal" for r in full.train_set.rows) > 0
+    assert {r.path for r in prepared.val_set.rows} == {r.path for r in full.val_set.rows}
+    for names in (["flite_kall"], ["espeak_f3"], ["bonafide"]):  # a typo, a dev-only system, the bona fide rows
+        with pytest.raises(DataError, match="exclude_systems"):
+            prepare(toy_config(toy_manifest, exclude_systems=names))
+    with pytest.raises(DataError, match="list"):
+        toy_config(toy_manifest, exclude_systems="flite_kal")
 
 
 @pytest.fixture(scope="module")
@@ -401,20 +429,10 @@ def test_bundle_carries_the_training_weights_and_adapt_starts_from_it(toy_manife
         load_checkpoint_npz(npz)
 
 
-def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, trained_run, tmp_path, capsys):
-    """`edge-cm-train release` (the command that made the default bundle) on a toy run: the
-    threshold is the EER threshold of the runtime's dev clip scores, the card and evaluation
-    are written, and the bundle's training weights are the checkpoint's."""
-    from edge_cm.bundle import load_bundle
-    from edge_cm.errors import ExportError
-    from edge_cm.metrics import compute_eer
-    from training.checkpoint_npz import load_checkpoint_npz
-    from training.release import main, score_clips
-
-    _, _, run_dir = trained_run
-    # the toy corpus has train and dev only; its dev clips stand in for a test split too
+def release_manifest(toy_manifest, tmp_path) -> Path:
+    """The toy manifest with absolute paths and a test split: the toy corpus has train and dev
+    only, so its dev clips stand in for test too."""
     import csv
-    from pathlib import Path
 
     with open(toy_manifest, newline="") as f:
         reader = csv.DictReader(f)
@@ -426,6 +444,41 @@ def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, 
         for rec in records:
             rec["path"] = str((Path(toy_manifest).parent / rec["path"]).resolve())
         writer.writerows(records + [dict(rec, split="test") for rec in records if rec["split"] == "dev"])
+    return manifest
+
+
+def test_release_of_a_run_without_some_systems_says_so_in_the_card(toy_manifest, trained_run, tmp_path):
+    from training.release import main
+
+    _, _, run_dir = trained_run
+    ckpt = torch.load(run_dir / "best.pt", weights_only=False)
+    ckpt["config"]["exclude_systems"] = ["flite_kal"]  # as if the run had been trained without it
+    torch.save(ckpt, tmp_path / "without.pt")
+    manifest = release_manifest(toy_manifest, tmp_path)
+    train = [r for r in ds.read_rows(manifest) if r.split == "train"]
+    assert main(["--checkpoint", str(tmp_path / "without.pt"), "--manifest", str(manifest), "--out",
+                 str(tmp_path / "b"), "--formats", "onnx", "--gate-windows", "8", "--calibration-windows", "8"]) == 0
+    card = (tmp_path / "b" / "model_card.md").read_text()
+    kept = [r for r in train if not r.is_bonafide and r.system != "flite_kal"]
+    n_systems = len({r.system for r in kept})
+    assert f"and {len(kept)} spoofs" in card and f"from {n_systems} systems (left out: flite_kal)." in card
+    assert len(kept) < sum(not r.is_bonafide for r in train)
+    data = json.loads((tmp_path / "b" / "bundle.json").read_text())["training_data"]["splits"]
+    assert data["train"]["excluded_systems"] == ["flite_kal"] and "flite_kal" not in data["train"]["spoof_systems"]
+
+
+def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, trained_run, tmp_path, capsys):
+    """`edge-cm-train release` (the command that made the default bundle) on a toy run: the
+    threshold is the EER threshold of the runtime's dev clip scores, the card and evaluation
+    are written, and the bundle's training weights are the checkpoint's."""
+    from edge_cm.bundle import load_bundle
+    from edge_cm.errors import ExportError
+    from edge_cm.metrics import compute_eer
+    from training.checkpoint_npz import load_checkpoint_npz
+    from training.release import main, score_clips
+
+    _, _, run_dir = trained_run
+    manifest = release_manifest(toy_manifest, tmp_path)
     out = tmp_path / "bundle"
     argv = ["--checkpoint", str(run_dir / "best.pt"), "--manifest", str(manifest), "--out", str(out),
             "--formats", "onnx", "--gate-windows", "8", "--calibration-windows", "8", "--name", "toy"]
@@ -537,7 +590,9 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
                                               ({"ema_decay": 0.99, "precise_bn_batches": 0}, "precise_bn"),
                                               ({"mixup_alpha": -0.1}, "mixup_alpha"),
                                               ({"mixup_alpha": float("nan")}, "mixup_alpha"),
-                                              ({"mixup_alpha": 0.4, "teachers": ["t.pt"]}, "teachers")])
+                                              ({"mixup_alpha": 0.4, "teachers": ["t.pt"]}, "teachers"),
+                                              ({"lr_schedule": "step"}, "lr_schedule"),
+                                              ({"lr_schedule": "cosine", "min_lr": 1e-3}, "min_lr")])
 def test_bad_regulariser_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):
         toy_config(toy_manifest, **changes)

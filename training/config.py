@@ -15,6 +15,7 @@ from typing import Any
 from edge_cm.errors import DataError
 
 CLASSES = ("bonafide", "spoof")
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,18 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: str = "plateau"
+    """``plateau``: the lr is multiplied by ``lr_factor`` when the validation loss has not improved for
+    ``lr_patience`` epochs. ``cosine``: epoch ``e`` (0-based) trains at
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * e / max_epochs)) / 2``, whatever the validation loss,
+    so every run anneals fully within its ``max_epochs`` (continuing a run with a larger
+    ``--max-epochs`` stretches the rest of the curve)."""
     lr_factor: float = 0.5
     """ReduceLROnPlateau factor on the validation loss."""
     lr_patience: int = 1
     """Epochs without improvement of the validation loss before the lr is cut."""
     min_lr: float = 1e-5
-    """Training stops once the learning rate falls below this."""
+    """Training stops once the learning rate falls below this (plateau); the cosine schedule's floor."""
     max_epochs: int = 50
     max_steps_per_epoch: int = 0
     """0 = a full pass over the training set per epoch."""
@@ -95,6 +102,10 @@ class TrainConfig:
     """Training windows sampled for the global per-bin mean/std (front ends that need them)."""
     max_train_files: int = 0
     """0 = all; otherwise a deterministic subset (quick runs, tests)."""
+    exclude_systems: list = field(default_factory=list)
+    """Spoofing systems whose rows are dropped from the training split before anything else (their
+    clips, their source class, their share of the normalisation statistics); validation keeps its own.
+    Each name must be a spoofing system of the training split."""
     max_val_files: int = 0
     precise_bn_batches: int = 16
     """Training batches over which BatchNorm statistics are recomputed exactly before each
@@ -132,6 +143,11 @@ class TrainConfig:
             raise DataError("batch_size and max_epochs must be >= 1")
         if not 0 < self.lr_factor < 1:
             raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DataError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and not 0 <= self.min_lr < self.lr:
+            raise DataError(f"a cosine schedule anneals from lr to min_lr: need 0 <= min_lr < lr, got "
+                            f"min_lr {self.min_lr} and lr {self.lr}", hint="e.g. lr: 0.001, min_lr: 1.0e-05")
         if self.class_weighting not in ("inverse_frequency", "none"):
             raise DataError(f"class_weighting must be 'inverse_frequency' or 'none', got {self.class_weighting!r}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -154,7 +170,10 @@ class TrainConfig:
                             f"{self.kd_temperature}", hint="the paper's values are kd_weight 0.5, kd_temperature 5")
         if isinstance(self.teachers, (str, Path)):
             raise DataError("teachers must be a list of paths", hint="teachers: [runs/a/best.pt, bundles/b]")
+        if isinstance(self.exclude_systems, str):
+            raise DataError("exclude_systems must be a list of system names", hint="exclude_systems: [voc_griffinlim]")
         object.__setattr__(self, "teachers", [str(t) for t in self.teachers])  # frozen: normalise once
+        object.__setattr__(self, "exclude_systems", [str(x) for x in self.exclude_systems])
 
     # -- (de)serialisation -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

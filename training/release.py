@@ -93,7 +93,8 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
     tr = summary["train"]
     lines += [f"Trained on the developer corpus train split: {tr['bonafide_files']} bona fide clips "
               f"({tr['bonafide_minutes']} min) and {tr['spoof_files']} spoofs ({tr['spoof_minutes']} min) from "
-              f"{len(tr['spoof_systems'])} systems."
+              f"{len(tr['spoof_systems'])} systems"
+              + (f" (left out: {', '.join(tr['excluded_systems'])})." if tr.get("excluded_systems") else ".")
               + (f" Training time {train_seconds / 60:.0f} min (wall clock)." if train_seconds else ""),
               f"Threshold {threshold:.4f} = the EER threshold of dev clip scores (dev systems are unseen "
               "in training). Scores below are clip scores from the runtime (4-s windows, 2-s hop, mean "
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     export_model = model.export_module() if hasattr(model, "export_module") else model
     spec = meta["feature_spec"]
     rows = read_rows(args.manifest)
+    # A run that left systems out of training (exclude_systems) gets a card and calibration set
+    # that leave them out too; dev and test are scored in full.
+    excluded = set(meta["config"].exclude_systems)
+    rows = [r for r in rows if not (r.split == "train" and not r.is_bonafide and r.system in excluded)]
     by_split = {s: [r for r in rows if r.split == s] for s in ("train", "dev", "test")}
     for s, part in by_split.items():
         if not any(r.is_bonafide for r in part) or all(r.is_bonafide for r in part):
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     calib, _ = pick_windows(by_split["train"], args.calibration_windows, seed=1)
     gate_windows, gate_labels = pick_windows(by_split["dev"], args.gate_windows, seed=2)
     summary = corpus_summary(rows)
+    summary["train"]["excluded_systems"] = sorted(excluded)
     metrics = {"clip_scoring": "runtime detect_file: 4-s windows, 2-s hop, mean P(spoof) over speech windows",
                "dev": {"pooled_eer": dev["pooled"]["eer"], "pooled_auc": dev["pooled"]["auc"],
                        "per_system_eer": {k: v["eer"] for k, v in dev["systems"].items()}},

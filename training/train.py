@@ -3,7 +3,8 @@
 * Adam (lr 1e-3), batches of 128, cross-entropy weighted by inverse class frequency
   (multi-task models: plus the source cross-entropy), ReduceLROnPlateau halving the
   learning rate on the validation loss; training stops when the rate falls below
-  ``min_lr`` (1e-5) or after ``max_epochs``.
+  ``min_lr`` (1e-5) or after ``max_epochs``. Optionally (``lr_schedule: cosine``) the rate
+  follows a cosine from ``lr`` to ``min_lr`` over ``max_epochs`` instead.
 * The run folder holds ``config.yaml`` (a copy of the config), ``metrics.csv`` (one row
   per epoch), ``last.pt`` (resume point) and ``best.pt`` (lowest validation loss).
 * Optional weight averaging (``ema_decay``): validation and ``best.pt`` use an exponential
@@ -213,6 +214,16 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def set_epoch_lr(self, epoch: int) -> None:
+        """Cosine schedule: the rate of 0-based ``epoch`` (a function of the epoch only, so a resumed
+        run gets the same rate). Plateau schedule: nothing to do (the scheduler acts after validation)."""
+        if self.cfg.lr_schedule != "cosine":
+            return
+        cfg = self.cfg
+        rate = cfg.min_lr + (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * epoch / cfg.max_epochs)) / 2.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def train_loader(self, epoch: int, start_batch: int = 0):
         return ds.make_loader(self.train_set, self.cfg.batch_size, epoch=epoch, seed=self.cfg.seed, shuffle=True,
                               num_workers=self.cfg.num_workers, start_batch=start_batch,
@@ -344,6 +355,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         while not s.finished and s.epoch < cfg.max_epochs:
             started = time.perf_counter()
+            self.set_epoch_lr(s.epoch)
             loader = self.train_loader(s.epoch, s.batch)
             bar = tqdm(loader, total=len(loader), desc=f"epoch {s.epoch + 1}/{cfg.max_epochs}",
                        disable=not cfg.progress, leave=False, dynamic_ncols=True)
@@ -367,7 +379,8 @@ class Trainer:
                 metrics.update(epoch=s.epoch + 1, global_step=s.global_step, lr=self.lr,
                                train_loss=s.epoch_loss_sum / max(s.epoch_loss_count, 1),
                                seconds=round(time.perf_counter() - started, 3))
-                self.scheduler.step(metrics["val_loss"])
+                if cfg.lr_schedule == "plateau":
+                    self.scheduler.step(metrics["val_loss"])
                 s.history.append(metrics)
                 self._log(metrics)
                 improved = metrics["val_loss"] < s.best_val_loss
@@ -397,6 +410,19 @@ class Prepared:
     meta: dict
 
 
+def without_systems(rows: list, names: list[str], manifest: str) -> list:
+    """``rows`` without the spoofing systems in ``names``; a name that is not a spoofing system of
+    ``rows`` is a :class:`DataError` (a typo would otherwise train on everything)."""
+    if not names:
+        return rows
+    present = {r.system for r in rows if not r.is_bonafide}
+    unknown = sorted(set(names) - present)
+    if unknown:
+        raise DataError(f"exclude_systems names {unknown}, which are not spoofing systems of the training rows",
+                        path=manifest, hint=f"spoofing systems there: {', '.join(sorted(present))}")
+    return [r for r in rows if r.is_bonafide or r.system not in set(names)]
+
+
 def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, systems: list[str] | None = None,
             train_rows: list | None = None, val_rows: list | None = None) -> Prepared:
     """Model and datasets of ``cfg``: reads the manifest, computes normalisation stats if the
@@ -407,6 +433,7 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
         rows = ds.read_rows(cfg.manifest)
         train_rows = train_rows if train_rows is not None else [r for r in rows if r.split == cfg.train_split]
         val_rows = val_rows if val_rows is not None else [r for r in rows if r.split == cfg.val_split]
+    train_rows = without_systems(train_rows, cfg.exclude_systems, cfg.manifest)
     train_rows = ds.subset(train_rows, cfg.max_train_files, cfg.seed)
     val_rows = ds.subset(val_rows, cfg.max_val_files, cfg.seed + 1)
     for name, part in (("train", train_rows), ("validation", val_rows)):
