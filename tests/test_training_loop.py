@@ -592,6 +592,10 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
                                               ({"mixup_alpha": float("nan")}, "mixup_alpha"),
                                               ({"mixup_alpha": 0.4, "teachers": ["t.pt"]}, "teachers"),
                                               ({"lr_schedule": "step"}, "lr_schedule"),
+                                              ({"lr": 0.0}, "lr must"),
+                                              ({"lr": float("nan")}, "lr must"),
+                                              ({"weight_decay": -1e-4}, "weight_decay"),
+                                              ({"weight_decay": float("inf")}, "weight_decay"),
                                               ({"lr_schedule": "cosine", "min_lr": 1e-3}, "min_lr")])
 def test_bad_regulariser_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):

@@ -141,6 +141,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_epochs < 1:
             raise DataError("batch_size and max_epochs must be >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise DataError(f"lr must be a positive number, got {self.lr}", hint="the recipes use lr: 0.001")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise DataError(f"weight_decay must be a number >= 0, got {self.weight_decay}",
+                            hint="0 (the default) for none; spec_mel_cnn_mt_freqmask_wd.yaml uses 1.0e-04")
         if not 0 < self.lr_factor < 1:
             raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
         if self.lr_schedule not in LR_SCHEDULES:
