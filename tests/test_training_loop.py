@@ -467,6 +467,22 @@ def test_release_of_a_run_without_some_systems_says_so_in_the_card(toy_manifest,
     assert data["train"]["excluded_systems"] == ["flite_kal"] and "flite_kal" not in data["train"]["spoof_systems"]
 
 
+def test_release_refuses_a_manifest_without_a_system_the_run_left_out(toy_manifest, trained_run, tmp_path):
+    """A run trained without system X, released on a manifest that has no X, is released on another
+    corpus than its own: a DataError naming the manifest, and no bundle folder."""
+    from training.release import main
+
+    _, _, run_dir = trained_run
+    ckpt = torch.load(run_dir / "best.pt", weights_only=False)
+    ckpt["config"]["exclude_systems"] = ["tts_not_in_this_corpus"]
+    torch.save(ckpt, tmp_path / "without.pt")
+    manifest = release_manifest(toy_manifest, tmp_path)
+    with pytest.raises(DataError, match="tts_not_in_this_corpus") as err:
+        main(["--checkpoint", str(tmp_path / "without.pt"), "--manifest", str(manifest), "--out", str(tmp_path / "b"),
+              "--formats", "onnx", "--gate-windows", "8", "--calibration-windows", "8"])
+    assert str(manifest) in str(err.value) and not (tmp_path / "b").exists()
+
+
 def test_release_sets_the_dev_eer_threshold_and_ships_the_weights(toy_manifest, trained_run, tmp_path, capsys):
     """`edge-cm-train release` (the command that made the default bundle) on a toy run: the
     threshold is the EER threshold of the runtime's dev clip scores, the card and evaluation

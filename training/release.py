@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = meta["feature_spec"]
     rows = read_rows(args.manifest)
     # A run that left systems out of training (exclude_systems) gets a card and calibration set
-    # that leave them out too; dev and test are scored in full.
+    # that leave them out too; dev and test are scored in full. A left-out system missing from this
+    # manifest means it is not the run's corpus, and the card would describe the wrong data.
+    from training.train import without_systems
+
+    without_systems([r for r in rows if r.split == "train"], meta["config"].exclude_systems, args.manifest)
     excluded = set(meta["config"].exclude_systems)
     rows = [r for r in rows if not (r.split == "train" and not r.is_bonafide and r.system in excluded)]
     by_split = {s: [r for r in rows if r.split == s] for s in ("train", "dev", "test")}
