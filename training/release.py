@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     # manifest means it is not the run's corpus, and the card would describe the wrong data.
     from training.train import without_systems
 
-    without_systems([r for r in rows if r.split == "train"], meta["config"].exclude_systems, args.manifest)
-    excluded = set(meta["config"].exclude_systems)
-    rows = [r for r in rows if not (r.split == "train" and not r.is_bonafide and r.system in excluded)]
+    excluded = meta["config"].exclude_systems
+    rows = ([r for r in rows if r.split != "train"]
+            + without_systems([r for r in rows if r.split == "train"], excluded, args.manifest))
     by_split = {s: [r for r in rows if r.split == s] for s in ("train", "dev", "test")}
     for s, part in by_split.items():
         if not any(r.is_bonafide for r in part) or all(r.is_bonafide for r in part):
