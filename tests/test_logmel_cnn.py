@@ -8,6 +8,7 @@ import torch
 from edge_cm.features import resnetse_spec
 from training.models import registry
 from training.models.logspec_cnn import logspec_spec
+from training.models.spec_mel_cnn import hires_spec
 from training.models.spec_mel_mgd_cnn import spec_mgd_spec
 
 
@@ -17,6 +18,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("spec_mel_cnn", logspec_spec(), 46_742, True),
     ("spec_mel_cnn_fp", logspec_spec(), 48_566, True),
     ("spec_mel_cnn_fmax", logspec_spec(), 46_742, True),
+    ("spec_mel_cnn_hires", hires_spec(), 46_742, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
@@ -49,6 +51,22 @@ def test_logspec_stem_is_strided_and_the_default_layout_unchanged():
     assert plain.features[0].stride == (1, 1) and plain.features[0].kernel_size == (3, 3)
     assert strided.features[0].stride == (2, 2) and strided.features[0].kernel_size == (5, 5)
     assert [k for k in plain.state_dict()] == [k for k in strided.state_dict()]
+
+
+def test_hires_band_branch_sees_the_same_mel_bands_as_the_default():
+    """On the 513-bin front end the band branch projects onto the same 40 bands in Hz, so only the
+    fine branch's view changes (the experiment's one change)."""
+    from training.models.spec_mel_cnn import band_projection
+
+    fine, coarse = band_projection(hires_spec()), band_projection(logspec_spec())
+    assert fine.shape == (40, 513) and np.allclose(fine.sum(axis=1), 1.0, atol=1e-6)
+    hz = lambda proj, n_fft: proj @ (np.arange(proj.shape[1]) * 16000 / n_fft)  # noqa: E731  band centroids
+    assert np.allclose(hz(fine, 1024), hz(coarse, 512), atol=16000 / 512)
+    model = registry.build("spec_mel_cnn_hires_mt", n_sources=5).eval()
+    with torch.no_grad():
+        logits, sources = model(torch.randn(2, 1, 513, 394))
+    assert logits.shape == (2, 2) and sources.shape == (2, 5)
+    assert registry.count_params(model.export_module()) == registry.count_params(registry.build("spec_mel_cnn"))
 
 
 def test_spec_mel_band_projection_is_fixed_mel_means():
@@ -218,7 +236,7 @@ def test_frequency_max_pooling_keeps_a_one_band_cue_at_full_strength_wherever_it
 
 
 @pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_cnn_fp", logspec_spec),
-                                             ("spec_mel_cnn_fmax", logspec_spec),
+                                             ("spec_mel_cnn_fmax", logspec_spec), ("spec_mel_cnn_hires", hires_spec),
                                              ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""

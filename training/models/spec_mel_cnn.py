@@ -36,6 +36,9 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   parameters (46,644 at export), same export and runtime. With the default's recipe (two seeds)
   it caught TTS voices better and vocoders and codecs worse, dev 11.3 % against 8.6 %, so it is
   not the default (benchmarks/experiments.md);
+* high-resolution variant (``spec_mel_cnn_hires``, ``_mt``) - the same model on a 1,024-point
+  log spectrogram (:func:`hires_spec`, 513 bins): the same 46,742 exported parameters (both
+  branches end in global pooling) at about twice the fine branch's MACs;
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
@@ -62,6 +65,15 @@ from training.models.one_class import OneClassHead
 FINE_WIDTHS = (12, 24, 36, 48)
 BAND_WIDTHS = (8, 16, 32, 48)
 N_BANDS = 40
+
+
+def hires_spec() -> FeatureSpec:
+    """Log-magnitude STFT with twice the frequency resolution: Hamming 1,024 (64 ms), n_fft 1,024
+    (513 bins, 15.6 Hz apart), hop 160 (10 ms). A Hamming main lobe is 4 bins wide: 62.5 Hz here,
+    125 Hz at 512 points, so only this front end resolves the harmonics of voices whose F0 is under
+    125 Hz, where a vocoder's F0 errors (WORLD-DIO, the worst dev system) would show."""
+    return FeatureSpec(kind="log_spectrogram", win_length=1024, hop_length=160, n_fft=1024,
+                       window="hamming", power=1.0, log_offset=1e-7)
 
 
 def band_projection(spec: FeatureSpec, n_bands: int = N_BANDS) -> np.ndarray:
@@ -144,12 +156,15 @@ class SpecMelCNN(nn.Module):
     (over time, then the maximum over rows: position-free, but a one-band cue is not diluted).
     ``head`` is ``"linear"`` (96 -> 2 logits) or ``"one_class"`` (:class:`OneClassHead`, 96
     parameters, trained with the OC-Softmax loss; ``model_args: {head: one_class}``).
+    ``spec`` is the front end whose bins the band branch projects (default :func:`logspec_spec`);
+    the architecture's registered ``feature_spec`` must be the same.
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
                  freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
-                 pooling: str = "global", head: str = "linear", time_mask_frames: int = 0):
+                 pooling: str = "global", head: str = "linear", time_mask_frames: int = 0,
+                 spec: FeatureSpec | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -157,7 +172,7 @@ class SpecMelCNN(nn.Module):
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         # Parameter-free, so the state dict (and every saved checkpoint) is the same with or without it.
         self.mask = nn.Sequential(FreqMask(freq_mask_bins), TimeMask(time_mask_frames))
-        proj = torch.from_numpy(band_projection(logspec_spec(), n_bands))
+        proj = torch.from_numpy(band_projection(spec or logspec_spec(), n_bands))
         # A frozen Linear (not a buffer) so MAC counters and exporters see an ordinary MatMul.
         self.bands = nn.Linear(proj.shape[1], n_bands, bias=False)
         self.bands.weight.data.copy_(proj)
@@ -240,5 +255,14 @@ def _register() -> None:
                               feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
                               needs_global_stats=True, multitask=True,
                               description=f"{name} with a training-only source head (spoofing system or none)"))
+    hires = hires_spec()
+    register(Architecture(name="spec_mel_cnn_hires", builder=partial(SpecMelCNN, spec=hires),
+                          feature_spec=hires_spec, input_shape=(1, hires.n_bins, hires.n_frames(64000)),
+                          needs_global_stats=True,
+                          description="SpecMelCNN on a 1,024-point (513-bin) log spectrogram"))
+    register(Architecture(name="spec_mel_cnn_hires_mt", builder=partial(multitask_builder, spec=hires),
+                          feature_spec=hires_spec, input_shape=(1, hires.n_bins, hires.n_frames(64000)),
+                          needs_global_stats=True, multitask=True,
+                          description="spec_mel_cnn_hires with a training-only source head (spoofing system or none)"))
 
 _register()
