@@ -38,7 +38,9 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   not the default (benchmarks/experiments.md);
 * high-resolution variant (``spec_mel_cnn_hires``, ``_mt``) - the same model on a 1,024-point
   log spectrogram (:func:`hires_spec`, 513 bins): the same 46,742 exported parameters (both
-  branches end in global pooling) at about twice the fine branch's MACs;
+  branches end in global pooling) at about twice the fine branch's MACs. With the default's recipe
+  (one seed) it did worse on dev and test, WORLD-DIO included, so it is not the default
+  (benchmarks/experiments.md);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
