@@ -67,6 +67,9 @@ def test_hires_band_branch_sees_the_same_mel_bands_as_the_default():
         logits, sources = model(torch.randn(2, 1, 513, 394))
     assert logits.shape == (2, 2) and sources.shape == (2, 5)
     assert registry.count_params(model.export_module()) == registry.count_params(registry.build("spec_mel_cnn"))
+    # A config's model_args can only give a mapping, and the front end is the architecture's to fix.
+    with pytest.raises(registry.ArchitectureError, match="spec_mel_cnn_hires"):
+        registry.build("spec_mel_cnn_mt", n_sources=5, spec={"kind": "log_spectrogram", "n_fft": 1024})
 
 
 def test_spec_mel_band_projection_is_fixed_mel_means():

@@ -172,6 +172,11 @@ class SpecMelCNN(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if spec is not None and not (isinstance(spec, FeatureSpec) and spec.kind == "log_spectrogram"):
+            # The architecture fixes its front end (it travels in the bundle); a config cannot swap it.
+            raise ValueError(f"spec must be a log_spectrogram FeatureSpec set by the architecture, got "
+                             f"{type(spec).__name__}; choose spec_mel_cnn_hires(_mt) for the 1,024-point "
+                             "front end instead of setting spec in model_args")
         # Parameter-free, so the state dict (and every saved checkpoint) is the same with or without it.
         self.mask = nn.Sequential(FreqMask(freq_mask_bins), TimeMask(time_mask_frames))
         proj = torch.from_numpy(band_projection(spec or logspec_spec(), n_bands))
