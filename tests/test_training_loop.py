@@ -76,6 +76,23 @@ def test_paired_copies_need_copy_synthesis_spoofs(toy_manifest):
         prepare(toy_config(toy_manifest, paired_copies=True))
 
 
+def test_a_waveform_model_trains_on_instance_normalised_windows_without_a_channel_axis(toy_manifest, tmp_path):
+    """wave_cnn_mt through the shared loop: its windows are the raw samples (no global stats, no
+    channel axis), and best.pt rebuilds the same model."""
+    cfg = toy_config(toy_manifest, architecture="wave_cnn_mt", max_epochs=1, max_steps_per_epoch=2)
+    trainer = run(cfg, tmp_path / "wave")
+    assert trainer.state.global_step == 2
+    x = trainer.train_set[0]["features"]
+    assert x.shape == (64000,) and abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1.0) < 1e-2
+    model, meta = load_checkpoint(tmp_path / "wave" / "best.pt")
+    assert meta["architecture"] == "wave_cnn_mt" and meta["feature_spec"].kind == "waveform"
+    assert meta["feature_spec"].norm_mean is None
+    with torch.no_grad():
+        batch = torch.stack([trainer.val_set[i]["features"] for i in range(2)])
+        trainer.model.eval()
+        assert torch.equal(model(batch)[0], trainer.model(batch)[0])
+
+
 def test_inverse_frequency_weights():
     w = inverse_frequency_weights(np.array([0, 0, 0, 1]), 2)
     torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))
