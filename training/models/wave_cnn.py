@@ -1,19 +1,19 @@
 """WaveCNN: a raw-waveform detector under 50,000 parameters (RawNet2's front half, shrunk).
 
-Why it exists: every spectrogram model here misses vocoded copies of its own training speech
+Why it exists: the spectrogram models here miss many vocoded copies of their own training speech
 (the shipped default's training-split EER is 32 % on Griffin-Lim and 15 % on WORLD-Harvest,
-``benchmarks/results/error_sources_spec_mel_cnn_mt_freqmask.md``): a copy keeps the
-original's STFT magnitude, and its traces are in the phase and the waveform's fine structure,
-which a log-magnitude front end throws away. The raw-waveform detectors of the literature
-(RawNet2, AASIST) learn their own filterbank on the samples instead; this is the smallest such
-model, not a reproduction of either.
+``benchmarks/results/error_sources_spec_mel_cnn_mt_freqmask.md``). A Griffin-Lim copy keeps the
+original's STFT magnitude by construction; what differs is in the phase and the waveform's fine
+structure, which a log-magnitude front end throws away. The raw-waveform detectors of the
+literature (RawNet2, AASIST) learn their filterbank on the samples instead; this is the smallest
+such model, not a reproduction of either.
 
 Layout, on the instance-normalised 4-s window (B, 64000) at 16 kHz:
 
 * stem - a learned filterbank: 1-D conv, 40 filters of 129 taps (8 ms), stride 8 (0.5 ms),
   then |.| (RawNet2's rectification of its sinc filters), 3x max-pool, BatchNorm, LeakyReLU;
 * five blocks - 1-D conv, 3 taps -> BatchNorm -> LeakyReLU -> 3x max-pool, widths 40, 48, 48,
-  64, 64 (2,663 frames after the stem, 10 after the last block);
+  64, 64 (2,666 frames after the stem, 10 after the last block);
 * head - mean and maximum over time (128-d), dropout 0.2, linear 128 -> 2 logits (class 0 =
   bona fide);
 * fixed-filter variant (``wave_cnn_sinc``, ``_mt``) - the stem's 40 filters are not learned but
@@ -24,6 +24,10 @@ Layout, on the instance-normalised 4-s window (B, 64000) at 16 kHz:
 
 45,002 trained parameters, 62.5 M MACs per 4-s window, two thirds of them in the stem
 (``edge-cm-train describe wave_cnn``).
+
+Trained with the default's recipe (one seed each), both stems did much worse than the shipped
+SpecMelCNN (pooled dev EER 17.9 and 18.7 % against 8.0 %), with the Lyra codecs and HiFi-GAN at
+38-56 % EER, so neither is a default (benchmarks/experiments.md).
 """
 from __future__ import annotations
 
