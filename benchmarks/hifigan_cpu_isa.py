@@ -5,7 +5,8 @@ whose convolutions go through oneDNN, which picks its kernels by the CPU's instr
 vocodes one clip in a fresh process per cap (``ONEDNN_MAX_CPU_ISA``; ``ALL`` = what this CPU
 offers) and counts the 16-bit samples (as the corpus writes them) that differ from the uncapped
 run. A difference means the same build command writes slightly different test files on different
-CPUs: the scores of a model on them then move in the last decimals.
+CPUs: the scores of a model on them then move in the last decimals. The clip is read as the runtime
+reads audio (mono, resampled to 16 kHz) and its first ``--max-seconds`` are used.
 
     python benchmarks/hifigan_cpu_isa.py --clip CLIP.flac --out benchmarks/results/hifigan_cpu_isa.md
 """
@@ -22,17 +23,15 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 CAPS = ("ALL", "AVX512_CORE", "AVX2", "SSE41")
 
 _CHILD = """
 import sys
 import numpy as np
-import soundfile as sf
 from training.corpus.hifigan import hifigan
-x, rate = sf.read(sys.argv[1], dtype="float32", always_2d=True)
-if rate != 16000:
-    sys.exit(f"{sys.argv[1]}: need 16 kHz audio, got {rate} Hz")
-np.save(sys.argv[2], hifigan(x.mean(axis=1)))
+np.save(sys.argv[2], hifigan(np.load(sys.argv[1])))
 """
 
 
@@ -46,10 +45,18 @@ def pcm16(y: np.ndarray) -> np.ndarray:
     return sf.read(buf, dtype="int16")[0]
 
 
-def vocode_capped(clip: Path, cap: str, tmp: Path) -> np.ndarray:
+def vocode_capped(samples: Path, cap: str, tmp: Path) -> np.ndarray:
+    """HiFi-GAN output of the float32 samples saved at ``samples``, in a process whose oneDNN is capped at ``cap``."""
+    from edge_cm.errors import EdgeCMError
+
     out = tmp / f"{cap}.npy"
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, PYTHONPATH=str(REPO))
-    subprocess.run([sys.executable, "-c", _CHILD, str(clip), str(out)], env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(samples), str(out)], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise EdgeCMError(f"the HiFi-GAN run capped at {cap} failed: {last}",
+                          hint="run it without the cap (ALL) first; see training/corpus/hifigan.py")
     return np.load(out)
 
 
@@ -57,11 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clip", required=True, type=Path, help="a 16 kHz speech clip")
     p.add_argument("--out", required=True, type=Path, help="markdown table")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="use the clip's first seconds (default 10)")
     args = p.parse_args(argv)
-    if not args.clip.is_file():
-        p.error(f"{args.clip}: no such file")
+    if args.max_seconds <= 0:
+        p.error("--max-seconds must be > 0")
+    from edge_cm.audio import read_audio
+    from edge_cm.errors import DependencyError
+    from training.corpus.hifigan import SAMPLE_RATE, unavailable
+
+    # Typed errors for a missing, corrupt, empty or NaN clip before any vocoder process starts.
+    x = read_audio(args.clip, target_rate=SAMPLE_RATE)[: int(args.max_seconds * SAMPLE_RATE)]
+    reason = unavailable()
+    if reason:
+        raise DependencyError(f"HiFi-GAN vocoder unavailable: {reason}")
     with tempfile.TemporaryDirectory(prefix="edge-cm-isa-") as tmp:
-        runs = {cap: vocode_capped(args.clip, cap, Path(tmp)) for cap in CAPS}
+        samples = Path(tmp) / "clip.npy"
+        np.save(samples, x)
+        runs = {cap: vocode_capped(samples, cap, Path(tmp)) for cap in CAPS}
     ref = runs["ALL"]
     rows = ["| oneDNN ISA cap | max abs difference (float) | 16-bit samples differing |", "|---|---:|---:|"]
     for cap, y in runs.items():
@@ -78,4 +97,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "hifigan_cpu_isa.py"))

@@ -134,6 +134,7 @@ def test_demo_clips_carry_attribution():
     ("compare_releases.py", ["--bundle", "a={tmp}", "--out", "{tmp}/out.md"]),
     ("error_sources.py", ["--bundle", "{tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
     ("efficientcnn_table.py", ["--manifest", "{tmp}/m.csv", "--runs", "{tmp}/runs", "--out", "{tmp}/out.md"]),
+    ("hifigan_cpu_isa.py", ["--clip", "{tmp}/clip.flac", "--out", "{tmp}/out.md"]),
 ])
 def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
     pytest.importorskip("torch", reason="these benchmarks need the training extra")
@@ -143,6 +144,27 @@ def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_pat
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     line, = res.stderr.strip().splitlines()
     assert line.startswith(f"{script}: error: {tmp_path}") and ("not found" in line or "No such file" in line)
+    assert not (tmp_path / "out.md").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not audio" * 20, "cannot decode audio"),
+    (np.zeros(0, np.float32), "no samples"),
+    (np.full(800, np.nan, np.float32), "NaN or Inf"),
+], ids=["corrupt", "empty", "nan"])
+def test_hifigan_isa_check_refuses_a_bad_clip_before_starting_the_vocoder(tmp_path, content, message):
+    """Read as the runtime reads audio: a typed one-line error naming the clip, no table written."""
+    clip = tmp_path / "clip.wav"
+    if isinstance(content, bytes):
+        clip.write_bytes(content)
+    else:
+        sf.write(clip, content, 16000, subtype="FLOAT")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "hifigan_cpu_isa.py"
+    res = subprocess.run([sys.executable, str(script), "--clip", str(clip), "--out", str(tmp_path / "out.md")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    line, = res.stderr.strip().splitlines()
+    assert line.startswith(f"hifigan_cpu_isa.py: error: {clip}: ") and message in line
     assert not (tmp_path / "out.md").exists()
 
 
