@@ -10,6 +10,10 @@ Kinds:
 * ``log_stft`` - ``ln(|X| + 1e-7)`` STFT, no normalisation (dual-stream model);
 * ``log_spec_mgd`` - the ``log_spectrogram`` rows followed by as many rows of the modified
   group delay of the same frames (phase; see :func:`modified_group_delay`);
+* ``log_spec_wave`` - the ``log_spectrogram`` rows followed by ``hop_length`` rows of raw samples:
+  column ``i`` also holds the samples ``[i * hop_length, (i + 1) * hop_length)``, so the columns
+  laid end to end give back the window's waveform (one input tensor, two views; the model
+  normalises the waveform part itself);
 * ``waveform`` - the raw samples, optionally instance-normalised (SSL models).
 
 Frames are not centred (no padding): frame ``i`` covers samples
@@ -26,7 +30,7 @@ import numpy as np
 
 from .errors import FeatureSpecError
 
-KINDS = ("log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "waveform")
+KINDS = ("log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "log_spec_wave", "waveform")
 NORMALIZATIONS = ("none", "global", "instance")
 MGD_FIELDS = ("mgd_alpha", "mgd_gamma", "mgd_lifter")
 """FeatureSpec fields that only ``log_spec_mgd`` uses (left out of the other kinds' bundles)."""
@@ -99,12 +103,14 @@ class FeatureSpec:
     # -- geometry -------------------------------------------------------
     @property
     def n_bins(self) -> int:
-        """Feature rows: n_fft // 2 + 1 for STFTs (twice that for log_spec_mgd), n_mels for log_mel,
-        1 for waveform."""
+        """Feature rows: n_fft // 2 + 1 for STFTs (twice that for log_spec_mgd, plus hop_length for
+        log_spec_wave), n_mels for log_mel, 1 for waveform."""
         if self.kind == "log_mel":
             return self.n_mels
         if self.kind == "log_spec_mgd":
             return 2 * (self.n_fft // 2 + 1)
+        if self.kind == "log_spec_wave":
+            return self.n_fft // 2 + 1 + self.hop_length
         if self.kind == "waveform":
             return 1
         return self.n_fft // 2 + 1
@@ -156,8 +162,16 @@ class FeatureSpec:
         return json.dumps(self.to_dict())
 
     def with_global_stats(self, mean: np.ndarray, std: np.ndarray) -> FeatureSpec:
-        """A copy with ``global`` normalisation from per-bin ``mean`` and ``std``."""
-        std = np.maximum(np.asarray(std, dtype=np.float64), 1e-6)
+        """A copy with ``global`` normalisation from per-bin ``mean`` and ``std``.
+
+        ``log_spec_wave``: the waveform rows keep mean 0 and std 1 whatever is given. Separate
+        statistics per row would scale each sample by its position within the hop, a modulation
+        at sample_rate / hop_length Hz (100 Hz) that real speech does not have.
+        """
+        std = np.maximum(np.asarray(std, dtype=np.float64), 1e-6).copy()
+        mean = np.asarray(mean, dtype=np.float64).copy()
+        if self.kind == "log_spec_wave" and mean.size == std.size == self.n_bins:
+            mean[-self.hop_length:], std[-self.hop_length:] = 0.0, 1.0
         return replace(self, normalization="global",
                        norm_mean=tuple(float(v) for v in np.asarray(mean, dtype=np.float64)),
                        norm_std=tuple(float(v) for v in std))
@@ -281,6 +295,9 @@ class FrameAnalyzer:
         mag = np.abs(np.fft.rfft(framed, n=spec.n_fft, axis=1))
         if spec.kind == "log_spec_mgd":
             return np.concatenate([np.log(mag + spec.log_offset), modified_group_delay(framed, spec)],
+                                  axis=1).T.astype(np.float32)
+        if spec.kind == "log_spec_wave":
+            return np.concatenate([np.log(mag + spec.log_offset), x[idx[:, :spec.hop_length]]],
                                   axis=1).T.astype(np.float32)
         if spec.power != 1.0:
             mag = mag ** spec.power

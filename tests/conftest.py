@@ -73,6 +73,29 @@ def tiny_spectrogram_model(spec, seed: int = 0):
     return TinyCNN().eval()
 
 
+def check_source_head_export(name: str, x, exported_params: int, n_sources: int = 19) -> None:
+    """A multi-task architecture: both heads answer on ``x``, the exported copy drops the source
+    head (``exported_params`` left) and gives the same veracity logits, and fewer than two
+    sources is refused."""
+    import torch
+
+    from training.models import registry
+
+    torch.manual_seed(0)
+    model = registry.build(name, n_sources=n_sources).eval()
+    head_in = model.source_head[-1].in_features
+    assert registry.count_params(model) == exported_params + (head_in + 1) * n_sources
+    with torch.no_grad():
+        logits, sources = model(x)
+        exported = model.export_module().eval()
+        assert logits.shape == (x.shape[0], 2) and sources.shape == (x.shape[0], n_sources)
+        assert torch.equal(exported(x), logits)
+    assert registry.count_params(exported) == exported_params and model.source_head is not None
+    assert not any(k.startswith("source_head.") for k in exported.state_dict())
+    with pytest.raises(registry.ArchitectureError, match="n_sources >= 2"):
+        registry.build(name, n_sources=1)
+
+
 def real_windows(bonafide_dir: Path, rows: list[dict], split: str, n: int, window: int = 64000) -> list[np.ndarray]:
     """``n`` 4-s windows of real speech (clips shorter than a window are looped)."""
     from edge_cm.audio import read_audio

@@ -34,11 +34,16 @@ def mgd_spec() -> FeatureSpec:
     return FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512)
 
 
-@pytest.mark.parametrize("make", [efficientcnn_spec, resnetse_spec, dual_stream_spec, mgd_spec, waveform_spec],
-                         ids=["log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "waveform"])
+def wave_rows_spec() -> FeatureSpec:
+    return FeatureSpec(kind="log_spec_wave", win_length=512, hop_length=160, n_fft=512)
+
+
+@pytest.mark.parametrize("make", [efficientcnn_spec, resnetse_spec, dual_stream_spec, mgd_spec, wave_rows_spec,
+                                  waveform_spec],
+                         ids=["log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "log_spec_wave", "waveform"])
 def test_torch_front_end_matches_numpy(make, windows):
     spec = make()
-    if spec.kind in ("log_spectrogram", "log_spec_mgd"):
+    if spec.kind in ("log_spectrogram", "log_spec_mgd", "log_spec_wave"):
         spec = with_stats(spec, windows)
     numpy_feats = np.stack([compute_features(spec, w) for w in windows])
     torch_feats = TorchFrontEnd(spec)(torch.from_numpy(windows)).numpy()
@@ -81,6 +86,27 @@ def test_modified_group_delay_follows_the_phase_and_ignores_level(windows):
     assert not {"mgd_alpha", "mgd_gamma", "mgd_lifter"} & set(efficientcnn_spec().to_dict())
     with pytest.raises(FeatureSpecError, match="mgd_alpha"):
         FeatureSpec(kind="log_spec_mgd", win_length=512, hop_length=160, n_fft=512, mgd_alpha=0.0)
+
+
+def test_log_spec_wave_stacks_the_spectrogram_over_the_samples_it_came_from(windows):
+    """The first 257 rows are log_spectrogram's; the other 160 rows, column after column, are the
+    window's own samples (frame i's first hop), unscaled by global normalisation whatever stats
+    are given, so the model sees the waveform it would see on its own."""
+    spec = wave_rows_spec()
+    plain = FeatureSpec(kind="log_spectrogram", win_length=512, hop_length=160, n_fft=512)
+    feats = FrameAnalyzer(spec).frames(windows[0])
+    n = plain.n_frames(64000)
+    assert spec.output_shape(64000) == feats.shape == (257 + 160, n) == (417, 397)
+    assert np.array_equal(feats[:257], FrameAnalyzer(plain).frames(windows[0]))
+    assert np.array_equal(feats[257:].T.reshape(-1), windows[0][:n * 160])
+    rng = np.random.default_rng(0)
+    spec = spec.with_global_stats(rng.normal(size=417), rng.uniform(0.5, 2.0, 417))
+    assert spec.norm_mean[:257] != (0.0,) * 257 and spec.norm_mean[257:] == (0.0,) * 160
+    assert spec.norm_std[257:] == (1.0,) * 160
+    normed = compute_features(spec, windows[0])
+    assert np.array_equal(normed[257:], feats[257:]) and not np.allclose(normed[:257], feats[:257])
+    assert FeatureSpec.from_dict(__import__("json").loads(spec.to_json())) == spec
+    assert "mgd_alpha" not in spec.to_dict()
 
 
 def test_gradient_flows_to_the_waveform(windows):

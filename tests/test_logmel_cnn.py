@@ -7,6 +7,8 @@ import torch
 
 from edge_cm.features import resnetse_spec
 from training.models import registry
+
+from conftest import check_source_head_export
 from training.models.logspec_cnn import logspec_spec
 from training.models.spec_mel_cnn import hires_spec
 from training.models.spec_mel_mgd_cnn import spec_mgd_spec
@@ -162,19 +164,7 @@ def test_spec_mel_multitask_head_trains_beside_the_veracity_head_and_is_dropped_
     itself (46,742 parameters, the same veracity logits); fewer than two sources is refused."""
     arch = registry.get("spec_mel_cnn_mt")
     assert arch.multitask and arch.feature_spec() == logspec_spec()
-    torch.manual_seed(0)
-    model = registry.build("spec_mel_cnn_mt", n_sources=19).eval()
-    assert registry.count_params(model) == 46_742 + 97 * 19
-    x = torch.randn(3, 1, 257, 397)
-    with torch.no_grad():
-        logits, sources = model(x)
-        exported = model.export_module().eval()
-        assert logits.shape == (3, 2) and sources.shape == (3, 19)
-        assert torch.equal(exported(x), logits)
-    assert registry.count_params(exported) == 46_742 and model.source_head is not None
-    assert not any(k.startswith("source_head.") for k in exported.state_dict())
-    with pytest.raises(registry.ArchitectureError, match="n_sources >= 2"):
-        registry.build("spec_mel_cnn_mt", n_sources=1)
+    check_source_head_export("spec_mel_cnn_mt", torch.randn(3, 1, 257, 397), 46_742)
 
 
 def test_frequency_position_head_sees_where_a_cue_is_and_global_pooling_does_not():

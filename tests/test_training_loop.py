@@ -93,6 +93,27 @@ def test_a_waveform_model_trains_on_instance_normalised_windows_without_a_channe
         assert torch.equal(model(batch)[0], trainer.model(batch)[0])
 
 
+def test_a_spectrogram_and_waveform_model_trains_with_statistics_for_the_spectrogram_rows_only(toy_manifest,
+                                                                                             tmp_path):
+    """spec_mel_wave_cnn_mt through the shared loop: global stats are computed on the training rows
+    for the 257 spectrogram rows while the 160 sample rows stay as recorded, and best.pt rebuilds
+    the same model."""
+    cfg = toy_config(toy_manifest, architecture="spec_mel_wave_cnn_mt", max_epochs=1, max_steps_per_epoch=2)
+    trainer = run(cfg, tmp_path / "specwave")
+    assert trainer.state.global_step == 2
+    model, meta = load_checkpoint(tmp_path / "specwave" / "best.pt")
+    spec = meta["feature_spec"]
+    assert spec.kind == "log_spec_wave" and spec.normalization == "global"
+    assert len(set(spec.norm_mean[:257])) > 200 and spec.norm_mean[257:] == (0.0,) * 160
+    x = trainer.train_set[0]["features"]
+    assert x.shape == (1, 417, 397) and abs(float(x[0, :257].mean())) < 1.0
+    assert 0 < float(x[0, 257:].abs().max()) <= 1.0  # raw samples, not z-scored
+    with torch.no_grad():
+        batch = torch.stack([trainer.val_set[i]["features"] for i in range(2)])
+        trainer.model.eval()
+        assert torch.equal(model(batch)[0], trainer.model(batch)[0])
+
+
 def test_inverse_frequency_weights():
     w = inverse_frequency_weights(np.array([0, 0, 0, 1]), 2)
     torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))

@@ -38,6 +38,9 @@ class TorchFrontEnd(nn.Module):
         if spec.kind == "log_spec_mgd":
             return torch.cat([torch.log(mag + spec.log_offset), self.modified_group_delay(framed)],
                              dim=-1).float().transpose(1, 2)
+        if spec.kind == "log_spec_wave":
+            samples = wave.unfold(-1, spec.win_length, spec.hop_length)[..., :spec.hop_length]
+            return torch.cat([torch.log(mag + spec.log_offset).float(), samples.float()], dim=-1).transpose(1, 2)
         if spec.power != 1.0:
             mag = mag.pow(spec.power)
         if self.mel is not None:

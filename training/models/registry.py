@@ -25,6 +25,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "training.models.spec_mel_cnn",
     "training.models.spec_mel_mgd_cnn",
     "training.models.wave_cnn",
+    "training.models.spec_mel_wave_cnn",
 )
 """Modules imported on first lookup; each registers its architectures (a missing one is skipped)."""
 

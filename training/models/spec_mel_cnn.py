@@ -159,14 +159,15 @@ class SpecMelCNN(nn.Module):
     ``head`` is ``"linear"`` (96 -> 2 logits) or ``"one_class"`` (:class:`OneClassHead`, 96
     parameters, trained with the OC-Softmax loss; ``model_args: {head: one_class}``).
     ``spec`` is the front end whose bins the band branch projects (default :func:`logspec_spec`);
-    the architecture's registered ``feature_spec`` must be the same.
+    the architecture's registered ``feature_spec`` must be the same. ``extra_features`` widens the
+    heads for a subclass's own branch (see :meth:`classify`).
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
                  freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
                  pooling: str = "global", head: str = "linear", time_mask_frames: int = 0,
-                 spec: FeatureSpec | None = None):
+                 spec: FeatureSpec | None = None, extra_features: int = 0):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -192,7 +193,8 @@ class SpecMelCNN(nn.Module):
             self.fine[-1], self.band[-1] = last(), last()
         with torch.no_grad():  # the head's width: rows are fixed by the bins, frames are pooled
             probe = torch.zeros(1, fine_in_channels, proj.shape[1], 16)
-            hidden = self.fine.eval()(probe).numel() + self.band.eval()(probe[:, :1, :n_bands]).numel()
+            hidden = (self.fine.eval()(probe).numel() + self.band.eval()(probe[:, :1, :n_bands]).numel()
+                      + extra_features)
         self.fine.train(), self.band.train()
         if head == "one_class":
             if n_classes != 2:
@@ -214,14 +216,16 @@ class SpecMelCNN(nn.Module):
         x = self.mask(x)
         return self.classify(x, x)
 
-    def classify(self, spec, fine_input):
+    def classify(self, spec, fine_input, extra=None):
         """Logits from the log spectrogram (B, 1, 257, frames), whose mel bands feed the band
-        branch, and the fine branch's input (the same spectrogram, or more channels of it)."""
+        branch, and the fine branch's input (the same spectrogram, or more channels of it);
+        ``extra`` (B, extra_features), a subclass's own branch, joins the heads' input."""
         bands = self.bands(spec.transpose(2, 3)).transpose(2, 3)  # (B, 1, n_bands, frames)
         mean = bands.mean(dim=3, keepdim=True)
         var = ((bands - mean) ** 2).mean(dim=3, keepdim=True)
         bands = (bands - mean) / torch.sqrt(var + self.eps)
-        h = torch.cat([self.fine(fine_input).flatten(1), self.band(bands).flatten(1)], dim=1)
+        parts = [self.fine(fine_input).flatten(1), self.band(bands).flatten(1)]
+        h = torch.cat(parts if extra is None else parts + [extra], dim=1)
         if self.source_head is None:
             return self.head(h)
         return self.head(h), self.source_head(h)

@@ -63,19 +63,20 @@ def sinc_filterbank(n_filters: int, taps: int, sample_rate: int = 16000) -> np.n
     return (bank / gain[:, None]).astype(np.float32)
 
 
-class WaveCNN(nn.Module):
-    """Waveform (B, samples) or (B, 1, samples) -> logits (B, n_classes), or ``(logits,
-    source_logits)`` when ``n_sources`` > 0."""
+class WaveEncoder(nn.Module):
+    """Waveform (B, 1, samples) -> (B, 2 * widths[-1]): the stem, the 1-D blocks, then the mean
+    and maximum over time. WaveCNN's body, also the waveform branch of SpecMelWaveCNN.
+
+    Layers keep torch's default initialisation: the owning model initialises all its layers
+    in one pass, so a seed gives the same weights as before the encoder was split out."""
 
     def __init__(self, stem_filters: int = STEM_FILTERS, stem_taps: int = STEM_TAPS,
-                 stem_stride: int = STEM_STRIDE, widths: tuple[int, ...] = WIDTHS, n_classes: int = 2,
-                 dropout: float = 0.2, n_sources: int = 0, negative_slope: float = 0.3, stem: str = "learned"):
+                 stem_stride: int = STEM_STRIDE, widths: tuple[int, ...] = WIDTHS,
+                 negative_slope: float = 0.3):
         super().__init__()
         if stem_taps % 2 == 0 or stem_stride < 1 or not widths:
             raise ValueError(f"need an odd stem_taps, stem_stride >= 1 and at least one block, got "
                              f"{stem_taps}, {stem_stride}, {widths}")
-        if stem not in STEMS:
-            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         self.stem = nn.Conv1d(1, stem_filters, stem_taps, stride=stem_stride, padding=stem_taps // 2,
                               bias=False)
         self.stem_post = nn.Sequential(nn.MaxPool1d(POOL), nn.BatchNorm1d(stem_filters),
@@ -87,7 +88,33 @@ class WaveCNN(nn.Module):
                        nn.LeakyReLU(negative_slope), nn.MaxPool1d(POOL)]
             in_ch = width
         self.blocks = nn.Sequential(*layers)
-        hidden = 2 * in_ch  # mean and max over time
+        self.out_features = 2 * in_ch
+
+    def fix_sinc_stem(self) -> None:
+        """Replace the stem by :func:`sinc_filterbank` and stop training it."""
+        # Fixed, as RawNet2's sinc layer: a filterbank learned on a few training vocoders may
+        # fit their bands rather than what unseen systems share.
+        n_filters, _, taps = self.stem.weight.shape
+        self.stem.weight.data.copy_(torch.from_numpy(sinc_filterbank(n_filters, taps))[:, None])
+        self.stem.weight.requires_grad_(False)
+
+    def forward(self, x):
+        h = self.blocks(self.stem_post(self.stem(x).abs()))
+        return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+
+
+class WaveCNN(nn.Module):
+    """Waveform (B, samples) or (B, 1, samples) -> logits (B, n_classes), or ``(logits,
+    source_logits)`` when ``n_sources`` > 0."""
+
+    def __init__(self, stem_filters: int = STEM_FILTERS, stem_taps: int = STEM_TAPS,
+                 stem_stride: int = STEM_STRIDE, widths: tuple[int, ...] = WIDTHS, n_classes: int = 2,
+                 dropout: float = 0.2, n_sources: int = 0, negative_slope: float = 0.3, stem: str = "learned"):
+        super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        self.encoder = WaveEncoder(stem_filters, stem_taps, stem_stride, widths, negative_slope)
+        hidden = self.encoder.out_features
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.source_head = (nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_sources))
                             if n_sources > 0 else None)
@@ -97,16 +124,12 @@ class WaveCNN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         if stem == "sinc":
-            # Fixed, as RawNet2's sinc layer: a filterbank learned on a few training vocoders may
-            # fit their bands rather than what unseen systems share.
-            self.stem.weight.data.copy_(torch.from_numpy(sinc_filterbank(stem_filters, stem_taps))[:, None])
-            self.stem.weight.requires_grad_(False)
+            self.encoder.fix_sinc_stem()
 
     def forward(self, x):
         if x.dim() == 2:
             x = x.unsqueeze(1)
-        h = self.blocks(self.stem_post(self.stem(x).abs()))
-        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+        h = self.encoder(x)
         if self.source_head is None:
             return self.head(h)
         return self.head(h), self.source_head(h)
