@@ -12,7 +12,6 @@ both, the models are complementary, and one model that learns both views is wort
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from benchmarks.report import write_report  # noqa: E402  (needs REPO on the path)
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
@@ -67,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in systems:
             lines.append(f"| `{s}` | " + " | ".join(f"{100 * v['systems'][s]:.1f}" for v in by_score.values()) + " |")
         lines += ["| **pooled** | " + " | ".join(f"**{100 * v['pooled']:.2f}**" for v in by_score.values()) + " |", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines, results)
     return 0
 
 

@@ -127,3 +127,48 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
     assert dev["systems"]["tts"]["error_percent"] == pytest.approx(20.0) and set(dev["systems"]) == {"tts"}
     assert dev["systems"]["tts"]["eer"] == pytest.approx(eer_of(records, "mean_p"))
     assert dev["pooling_eer"]["mean_p"] == pytest.approx(eer_of(records, "mean_p")) and eer_of(records, "mean_p") > 0
+
+
+def test_bandwidth_check_low_passes_exactly_and_buckets_by_the_measured_band(real_speech):
+    bw = _script("bandwidth_sensitivity")
+    x = real_speech[:48000]
+    y = bw.low_pass(x, 4000.0)
+    spec_x, spec_y = np.abs(np.fft.rfft(x)), np.abs(np.fft.rfft(y))
+    freqs = np.fft.rfftfreq(x.size, 1 / 16000)
+    assert y.dtype == np.float32 and y.size == x.size
+    assert spec_y[freqs > 4010].max() < 1e-3 * spec_x.max()  # float32 rounding only
+    np.testing.assert_allclose(spec_y[freqs < 3990], spec_x[freqs < 3990], rtol=1e-3, atol=1e-3)
+    noise = (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
+    assert [bw.bandwidth_group(bw.low_pass(noise, c)) for c in (3000.0, 6000.0)] == ["under 4.5 kHz", "4.5-7.5 kHz"]
+    assert bw.bandwidth_group(noise) == "7.5 kHz and up"
+
+
+def test_bandwidth_check_scores_real_clips_through_the_runtime(tmp_path, float_bundle, bonafide_dir, bonafide_rows):
+    """Each clip scored as recorded equals the runtime's own clip score; the low-passed versions differ."""
+    import json
+
+    import edge_cm
+    from edge_cm.audio import read_audio
+    from training.data.manifest import write_manifest_csv
+
+    bw = _script("bandwidth_sensitivity")
+    picked = [r for r in bonafide_rows if r["source"] == "resemblyzer_librispeech" and r["split"] == "dev"][:3]
+    rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide", family="bonafide", split="dev",
+                        source=r["source"]) for r in picked]
+    manifest = write_manifest_csv(rows, tmp_path / "m.csv")
+    out = tmp_path / "bw.md"
+    assert bw.main(["--bundle", str(float_bundle), "--manifest", str(manifest), "--cutoffs", "3000",
+                    "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    det = edge_cm.load(float_bundle)
+    (name, res), = result.items()
+    groups = [g for g in (n for n, _ in bw.GROUPS) if res[g]["clips"]]
+    assert sum(res[g]["clips"] for g in groups) == 3 and res["threshold"] == pytest.approx(det.threshold)
+    audios = [read_audio(r.path) for r in rows]
+    for g in groups:
+        part = [a for a in audios if bw.bandwidth_group(a) == g]
+        as_recorded = [det.detect_array(a, 16000).score for a in part]
+        cond = res[g]["conditions"]
+        assert cond["as recorded"]["mean_p"] == pytest.approx(float(np.mean(as_recorded)), abs=1e-6)
+        assert cond["low-passed at 3000 Hz"]["mean_p"] != pytest.approx(cond["as recorded"]["mean_p"], abs=1e-6)
+    assert "low-passed at 3000 Hz" in out.read_text()

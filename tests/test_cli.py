@@ -135,6 +135,7 @@ def test_demo_clips_carry_attribution():
     ("error_sources.py", ["--bundle", "{tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
     ("efficientcnn_table.py", ["--manifest", "{tmp}/m.csv", "--runs", "{tmp}/runs", "--out", "{tmp}/out.md"]),
     ("hifigan_cpu_isa.py", ["--clip", "{tmp}/clip.flac", "--out", "{tmp}/out.md"]),
+    ("bandwidth_sensitivity.py", ["--bundle", "{tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
 ])
 def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
     pytest.importorskip("torch", reason="these benchmarks need the training extra")
@@ -225,3 +226,20 @@ def test_compare_releases_refuses_a_bad_earlier_comparison_by_name(tmp_path, con
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     line, = res.stderr.strip().splitlines()
     assert str(source) in line and not (tmp_path / "t.md").exists()
+
+
+def test_bandwidth_check_refuses_a_corrupt_clip_before_scoring(tmp_path, float_bundle):
+    """A corrupt file in the manifest: one typed line naming it, no table written."""
+    from training.data.manifest import ManifestRow, write_manifest_csv
+
+    clip = tmp_path / "bad.wav"
+    clip.write_bytes(b"not audio" * 20)
+    manifest = write_manifest_csv([ManifestRow(path=str(clip), label="bonafide", family="bonafide", split="dev")],
+                                  tmp_path / "m.csv")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bandwidth_sensitivity.py"
+    res = subprocess.run([sys.executable, str(script), "--bundle", str(float_bundle), "--manifest", str(manifest),
+                          "--out", str(tmp_path / "out.md")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    line, = res.stderr.strip().splitlines()
+    assert line.startswith(f"bandwidth_sensitivity.py: error: {clip}: ") and "cannot decode audio" in line
+    assert not (tmp_path / "out.md").exists()

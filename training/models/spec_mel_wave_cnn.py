@@ -22,6 +22,11 @@ export and streaming work as for any spectrogram model.
   variant (``_mt``) adds the training-only source head, dropped at export, as SpecMelCNN's.
 
 The frequency mask of the default's recipe (``freq_mask_bins``) hides spectrogram rows only.
+47,150 trained parameters, 76.0 M MACs per 4-s window (``edge-cm-train describe spec_mel_wave_cnn``).
+
+Trained with the default's recipe (one seed), it did worse than SpecMelCNN (pooled dev EER 11.6 %
+against 8.0 %): better on WORLD-DIO, worse on the Lyra codecs and HiFi-GAN, and more false alarms on
+band-limited real speech, so it is not the default (benchmarks/experiments.md).
 """
 from __future__ import annotations
 

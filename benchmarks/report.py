@@ -1,0 +1,14 @@
+"""Where a benchmark's results go: a markdown table for people, the same figures as JSON beside it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_report(out: Path, lines: list[str], results: dict) -> None:
+    """Write ``lines`` to ``out`` (markdown) and ``results`` to ``out`` with a .json suffix, then
+    print the table. Called last, after every figure is computed, so a failure writes nothing."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(lines))
