@@ -23,16 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from benchmarks.report import write_report  # noqa: E402  (needs REPO on the path)
+from training.augment.bandlimit import low_pass  # noqa: E402
 GROUPS = (("under 4.5 kHz", 4500.0), ("4.5-7.5 kHz", 7500.0), ("7.5 kHz and up", float("inf")))
 """Buckets of the recordings' own effective bandwidth: a low-pass at 4 kHz changes the last two only.
 FSDD's 8-kHz digits fall in the first; MP3-derived and G.722 recordings mostly in the second."""
-
-
-def low_pass(samples: np.ndarray, cutoff_hz: float, sample_rate: int = 16000) -> np.ndarray:
-    """``samples`` with every FFT bin above ``cutoff_hz`` zeroed (zero phase), float32, same length."""
-    spectrum = np.fft.rfft(np.asarray(samples, dtype=np.float64))
-    spectrum[np.fft.rfftfreq(len(samples), 1.0 / sample_rate) > cutoff_hz] = 0.0
-    return np.fft.irfft(spectrum, n=len(samples)).astype(np.float32)
 
 
 def bandwidth_group(audio: np.ndarray) -> str:

@@ -315,3 +315,30 @@ def test_rawboost_in_the_training_config_and_bad_settings():
         RawBoost(max_share=1.5)
     with pytest.raises(InvalidSamplesError, match="NaN"):
         RawBoost()(np.full(100, np.nan, dtype=np.float32), 0)
+
+
+def test_low_pass_cuts_its_band_from_real_speech_and_keeps_the_rest(real_speech):
+    from training.augment import LowPass, low_pass
+    from training.config import AugmentConfig
+
+    x = real_speech[:48000]
+    y = low_pass(x, 4000.0)
+    spec_x, spec_y = np.abs(np.fft.rfft(x)), np.abs(np.fft.rfft(y))
+    freqs = np.fft.rfftfreq(x.size, 1 / SR)
+    assert y.dtype == np.float32 and y.size == x.size
+    assert spec_y[freqs > 4010].max() < 1e-3 * spec_x.max()  # float32 rounding only
+    np.testing.assert_allclose(spec_y[freqs < 3990], spec_x[freqs < 3990], rtol=1e-3, atol=1e-3)
+
+    step = LowPass(cutoff_hz=(3400.0, 7000.0))
+    a, label = step(x, 5)
+    assert label == "lowpass" and np.array_equal(a, step(x, 5)[0]) and not np.array_equal(a, step(x, 6)[0])
+    _, psd_x = welch(x, fs=SR, nperseg=512)
+    freqs_w, psd_a = welch(a, fs=SR, nperseg=512)
+    assert psd_a[freqs_w > 7100].max() < 1e-6 * psd_x.max()  # never above the range's top
+    chain = AugmentConfig(lowpass_prob=1.0, lowpass_hz=(3400.0, 3400.0)).build()
+    out, labels = chain(x, 0)
+    assert labels == ["lowpass"] and np.allclose(out, low_pass(x, 3400.0))
+    with pytest.raises(DataError, match="cutoff_hz"):
+        LowPass(cutoff_hz=(3400.0, 9000.0))
+    with pytest.raises(InvalidSamplesError, match="NaN"):
+        step(np.full(100, np.nan, dtype=np.float32), 0)

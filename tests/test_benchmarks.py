@@ -129,17 +129,12 @@ def test_error_sources_pools_windows_and_splits_errors_by_source_and_length():
     assert dev["pooling_eer"]["mean_p"] == pytest.approx(eer_of(records, "mean_p")) and eer_of(records, "mean_p") > 0
 
 
-def test_bandwidth_check_low_passes_exactly_and_buckets_by_the_measured_band(real_speech):
+def test_bandwidth_check_buckets_clips_by_their_measured_band():
+    from training.augment import low_pass
+
     bw = _script("bandwidth_sensitivity")
-    x = real_speech[:48000]
-    y = bw.low_pass(x, 4000.0)
-    spec_x, spec_y = np.abs(np.fft.rfft(x)), np.abs(np.fft.rfft(y))
-    freqs = np.fft.rfftfreq(x.size, 1 / 16000)
-    assert y.dtype == np.float32 and y.size == x.size
-    assert spec_y[freqs > 4010].max() < 1e-3 * spec_x.max()  # float32 rounding only
-    np.testing.assert_allclose(spec_y[freqs < 3990], spec_x[freqs < 3990], rtol=1e-3, atol=1e-3)
     noise = (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
-    assert [bw.bandwidth_group(bw.low_pass(noise, c)) for c in (3000.0, 6000.0)] == ["under 4.5 kHz", "4.5-7.5 kHz"]
+    assert [bw.bandwidth_group(low_pass(noise, c)) for c in (3000.0, 6000.0)] == ["under 4.5 kHz", "4.5-7.5 kHz"]
     assert bw.bandwidth_group(noise) == "7.5 kHz and up"
 
 

@@ -37,10 +37,14 @@ class AugmentConfig:
     rawboost_prob: float = 0.0
     """A RawBoost channel distortion (``RawBoost``) of kind ``rawboost_mode``: lnl, isd, ssi or lnl+isd."""
     rawboost_mode: str = "lnl+isd"
+    lowpass_prob: float = 0.0
+    """An ideal low-pass (``LowPass``) at a cut-off (Hz) drawn from ``lowpass_hz``: a narrower channel."""
+    lowpass_hz: tuple[float, float] = (3400.0, 7000.0)
 
     @property
     def enabled(self) -> bool:
-        return self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0 or self.rawboost_prob > 0
+        return (self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0 or self.rawboost_prob > 0
+                or self.lowpass_prob > 0)
 
     def build(self):
         """The ``training.augment.RandomAugment`` chain, or None when every probability is 0."""
@@ -55,6 +59,8 @@ class AugmentConfig:
             steps.append(aug.Step(aug.RoomReverb(rt60_s=tuple(self.reverb_rt60_s)), self.reverb_prob))
         if self.rawboost_prob > 0:  # the device/channel after the room, before any codec
             steps.append(aug.Step(aug.RawBoost(mode=self.rawboost_mode), self.rawboost_prob))
+        if self.lowpass_prob > 0:  # the channel's band, before any codec
+            steps.append(aug.Step(aug.LowPass(cutoff_hz=tuple(self.lowpass_hz)), self.lowpass_prob))
         if self.codec_prob > 0:
             codec = aug.CodecAugment(choices=tuple(self.codecs)) if self.codecs else aug.CodecAugment()
             steps.append(aug.Step(codec, self.codec_prob))
