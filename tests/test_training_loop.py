@@ -111,7 +111,8 @@ def test_a_spectrogram_and_waveform_model_trains_with_statistics_for_the_spectro
     with torch.no_grad():
         batch = torch.stack([trainer.val_set[i]["features"] for i in range(2)])
         trainer.model.eval()
-        assert torch.equal(model(batch)[0], trainer.model(batch)[0])
+        # to float rounding: the conv kernels chosen can differ between two runs of the same weights
+        assert torch.allclose(model(batch)[0], trainer.model(batch)[0], atol=1e-5)
 
 
 def test_inverse_frequency_weights():
