@@ -82,6 +82,10 @@ class FeatureSpec:
                     f"(got {self.win_length}, {self.hop_length}, {self.n_fft})")
             if self.window not in ("hamming", "hann", "rectangular"):
                 raise FeatureSpecError(f"unknown window {self.window!r}", hint="hamming, hann or rectangular")
+        if self.kind == "log_spec_wave" and self.hop_length > self.win_length:
+            raise FeatureSpecError(
+                f"log_spec_wave needs hop_length <= win_length (got {self.hop_length} > {self.win_length}): "
+                "each column carries its hop's samples from its own frame")
         if self.kind == "log_mel" and self.n_mels <= 0:
             raise FeatureSpecError("log_mel needs n_mels > 0")
         if self.kind == "log_spec_mgd" and not (0 < self.mgd_alpha <= 1 and self.mgd_gamma > 0

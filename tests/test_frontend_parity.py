@@ -107,6 +107,8 @@ def test_log_spec_wave_stacks_the_spectrogram_over_the_samples_it_came_from(wind
     assert np.array_equal(normed[257:], feats[257:]) and not np.allclose(normed[:257], feats[:257])
     assert FeatureSpec.from_dict(__import__("json").loads(spec.to_json())) == spec
     assert "mgd_alpha" not in spec.to_dict()
+    with pytest.raises(FeatureSpecError, match="hop_length <= win_length"):
+        FeatureSpec(kind="log_spec_wave", win_length=400, hop_length=480, n_fft=512)
 
 
 def test_gradient_flows_to_the_waveform(windows):
