@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from edge_cm import metrics as M
 from edge_cm.errors import DataError
@@ -150,7 +151,10 @@ def test_bandwidth_check_scores_real_clips_through_the_runtime(tmp_path, float_b
     picked = [r for r in bonafide_rows if r["source"] == "resemblyzer_librispeech" and r["split"] == "dev"][:3]
     rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide", family="bonafide", split="dev",
                         source=r["source"]) for r in picked]
-    manifest = write_manifest_csv(rows, tmp_path / "m.csv")
+    silent = tmp_path / "silent.wav"  # no speech: counted apart, in no cell
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    rows_with_silence = rows + [ManifestRow(path=str(silent), label="bonafide", family="bonafide", split="dev")]
+    manifest = write_manifest_csv(rows_with_silence, tmp_path / "m.csv")
     out = tmp_path / "bw.md"
     assert bw.main(["--bundle", str(float_bundle), "--manifest", str(manifest), "--cutoffs", "3000",
                     "--out", str(out)]) == 0
@@ -159,6 +163,7 @@ def test_bandwidth_check_scores_real_clips_through_the_runtime(tmp_path, float_b
     (name, res), = result.items()
     groups = [g for g in (n for n, _ in bw.GROUPS) if res[g]["clips"]]
     assert sum(res[g]["clips"] for g in groups) == 3 and res["threshold"] == pytest.approx(det.threshold)
+    assert sum(res[g]["no_speech_clips"] for g, _ in bw.GROUPS) == 1
     audios = [read_audio(r.path) for r in rows]
     for g in groups:
         part = [a for a in audios if bw.bandwidth_group(a) == g]
