@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from benchmarks.report import named_values  # noqa: E402  (needs REPO on the path)
 
 SPLITS = ("dev", "test")
 
@@ -83,18 +84,6 @@ def evaluation_from_comparison(path: Path, column: str) -> dict:
     return data
 
 
-def _named(items: list[str], what: str) -> list[tuple[str, str]]:
-    from edge_cm.errors import DataError
-
-    out = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise DataError(f"{what} must be NAME=VALUE, got {item!r}")
-        out.append((name, value))
-    return out
-
-
 def comparison_rows(evals: dict[str, dict]) -> list[dict]:
     """One row per (split, system), per (split, family mean) and per split's pooled EER; EERs in %."""
     rows = []
@@ -152,16 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="bundles of one recipe (seeds): adds their mean and spread (repeat)")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
-    bundles = _named(args.bundle, "--bundle")
+    bundles = named_values(args.bundle, "--bundle")
     earlier = []
-    for name, value in _named(args.from_comparison, "--from-comparison"):
+    for name, value in named_values(args.from_comparison, "--from-comparison"):
         path, sep, column = value.rpartition(":")
         if not sep or not path or not column:
             raise DataError(f"--from-comparison must be NAME=JSON:COLUMN, got {name}={value}")
         earlier.append((name, Path(path), column))
     if not bundles and not earlier:
         raise DataError("nothing to compare", hint="give --bundle NAME=PATH and/or --from-comparison NAME=JSON:COLUMN")
-    groups = [(g, members.split(",")) for g, members in _named(args.group, "--group")]
+    groups = [(g, members.split(",")) for g, members in named_values(args.group, "--group")]
     names = [n for n, _ in bundles] + [n for n, _, _ in earlier]
     if len(set(names)) != len(names):
         raise DataError(f"bundle names repeat: {names}")

@@ -12,3 +12,16 @@ def write_report(out: Path, lines: list[str], results: dict) -> None:
     out.write_text("\n".join(lines), encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def named_values(items: list[str], what: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` command-line items (``--bundle default=PATH``) as (name, value) pairs."""
+    from edge_cm.errors import DataError
+
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise DataError(f"{what} must be NAME=VALUE, got {item!r}")
+        out.append((name, value))
+    return out

@@ -172,3 +172,110 @@ def test_bandwidth_check_scores_real_clips_through_the_runtime(tmp_path, float_b
         assert cond["as recorded"]["mean_p"] == pytest.approx(float(np.mean(as_recorded)), abs=1e-6)
         assert cond["low-passed at 3000 Hz"]["mean_p"] != pytest.approx(cond["as recorded"]["mean_p"], abs=1e-6)
     assert "low-passed at 3000 Hz" in out.read_text()
+
+
+def _two_class_scores(rng, n_bona=60, per_system=20, systems=("a", "b", "c")):
+    """P(spoof) of bona fide clips (lower) and of three systems' clips, overlapping."""
+    is_bona = np.array([True] * n_bona + [False] * (per_system * len(systems)))
+    names = np.array(["-"] * n_bona + [s for s in systems for _ in range(per_system)])
+    p = np.where(is_bona, rng.normal(0.3, 0.15, is_bona.size), rng.normal(0.6, 0.2, is_bona.size))
+    return np.clip(p, 0, 1), is_bona, names
+
+
+def test_eer_bootstrap_resamples_within_strata_and_reports_the_audited_point_eer():
+    unc = _script("eer_uncertainty")
+    rng = np.random.default_rng(1)
+    p, is_bona, names = _two_class_scores(rng)
+    strata = unc.strata_of(is_bona, names)
+    assert set(strata) == {unc.BONAFIDE, "a", "b", "c"} and all(u.size == 1 for v in strata.values() for u in v)
+    drawn = unc.resample(strata, np.random.default_rng(0))
+    for k, units in strata.items():
+        v = np.concatenate(units)
+        assert drawn[k].size == v.size and set(drawn[k]) <= set(v) and len(set(drawn[k])) < v.size
+    res = unc.bootstrap({"x": p}, is_bona, names, n_resamples=300, seed=0)
+    ref = M.breakdown(p, ["bonafide" if b else "spoof" for b in is_bona], names, higher_means="spoof")
+    assert res["rows"]["pooled"]["x"]["eer"] == pytest.approx(ref["pooled"]["eer"])
+    for s in ("a", "b", "c"):
+        entry = res["rows"][s]["x"]
+        assert entry["eer"] == pytest.approx(ref["systems"][s]["eer"])
+        lo, hi = entry["interval"]
+        assert lo <= entry["eer"] <= hi and hi - lo > 0.02  # 20 clips per system: a wide interval
+    assert res["clips"] == {unc.BONAFIDE: 60, "a": 20, "b": 20, "c": 20}
+    again = unc.bootstrap({"x": p}, is_bona, names, n_resamples=300, seed=0)
+    assert again["rows"]["pooled"]["x"]["interval"] == res["rows"]["pooled"]["x"]["interval"]
+
+
+def test_eer_bootstrap_by_speaker_draws_whole_speakers_and_single_clips_of_one_voice():
+    """--unit speaker: a speaker's clips come in or stay out together; a stratum with one speaker
+    (a TTS voice) is drawn clip by clip; the point EER does not depend on the unit."""
+    unc = _script("eer_uncertainty")
+    p, is_bona, names = _two_class_scores(np.random.default_rng(3))
+    speakers = np.where(is_bona, np.arange(is_bona.size) % 6, np.where(names == "a", 100, np.arange(is_bona.size) % 4))
+    strata = unc.strata_of(is_bona, names, speakers.astype(str))
+    assert len(strata[unc.BONAFIDE]) == 6 and len(strata["a"]) == 20 and len(strata["b"]) == 4
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        drawn = unc.resample(strata, rng)
+        for k in (unc.BONAFIDE, "b"):
+            counts = {c: np.sum(speakers[drawn[k]].astype(str) == c) for c in set(speakers[drawn[k]].astype(str))}
+            whole = {c: int(np.sum(speakers[np.concatenate(strata[k])].astype(str) == c)) for c in counts}
+            assert all(counts[c] % whole[c] == 0 for c in counts)  # whole speakers, possibly repeated
+    by_clip = unc.bootstrap({"x": p}, is_bona, names, n_resamples=200, seed=0)
+    by_speaker = unc.bootstrap({"x": p}, is_bona, names, n_resamples=200, seed=0, clusters=speakers.astype(str))
+    assert by_speaker["rows"]["pooled"]["x"]["eer"] == by_clip["rows"]["pooled"]["x"]["eer"]
+    assert by_speaker["units"] == {unc.BONAFIDE: 6, "a": 20, "b": 4, "c": 4}
+
+
+def test_eer_bootstrap_differences_are_paired():
+    """The same model twice differs by exactly 0 in every resample; a model that separates the
+    classes better is lower in (nearly) every resample; more clips give a narrower interval."""
+    unc = _script("eer_uncertainty")
+    rng = np.random.default_rng(2)
+    p, is_bona, names = _two_class_scores(rng)
+    better = np.where(is_bona, p - 0.15, p + 0.15)
+    res = unc.bootstrap({"x": p, "same": p.copy(), "better": better}, is_bona, names, n_resamples=300, seed=0)
+    same, best = res["rows"]["pooled"]["same"], res["rows"]["pooled"]["better"]
+    assert same["minus_first"] == 0.0 and same["minus_first_interval"] == (0.0, 0.0)
+    assert same["lower_than_first_share"] == 0.0
+    assert best["minus_first"] < 0 and best["minus_first_interval"][1] < 0 and best["lower_than_first_share"] > 0.95
+    big_p, big_bona, big_names = _two_class_scores(np.random.default_rng(2), n_bona=600, per_system=200)
+    big = unc.bootstrap({"x": big_p}, big_bona, big_names, n_resamples=300, seed=0)
+    width = lambda r: np.subtract(*r["rows"]["pooled"]["x"]["interval"][::-1])  # noqa: E731
+    assert width(big) < width(res)
+
+
+def test_eer_uncertainty_scores_real_clips_through_the_runtime(tmp_path, float_bundle, bonafide_dir, bonafide_rows):
+    """Point EERs are the release's own (training.release.split_metrics on the runtime's scores);
+    a bundle compared with itself differs by 0; too few resamples is a typed error."""
+    import json
+
+    from edge_cm.errors import EdgeCMError
+    from training.data.manifest import write_manifest_csv
+    from training.release import score_clips, split_metrics
+
+    unc = _script("eer_uncertainty")
+    speakers = list(dict.fromkeys(r["speaker"] for r in bonafide_rows if r["split"] == "dev"))[:3]
+    picked = [r for s in speakers for r in [x for x in bonafide_rows if x["speaker"] == s][:4]]  # 3 x 4 clips
+    # Labels are arbitrary here: the check is that the script's figures are the release's.
+    rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide" if k % 2 else "spoof",
+                        family="bonafide" if k % 2 else "tts", system="" if k % 2 else f"s{k % 4}", split="dev",
+                        speaker=r["speaker"]) for k, r in enumerate(picked)]
+    manifest = write_manifest_csv(rows, tmp_path / "m.csv")
+    out = tmp_path / "u.md"
+    args = ["--bundle", f"a={float_bundle}", "--bundle", f"b={float_bundle}", "--manifest", str(manifest),
+            "--splits", "dev", "--resamples", "200", "--out", str(out)]
+    assert unc.main(args) == 0
+    res = json.loads(out.with_suffix(".json").read_text())["dev"]
+    expected = split_metrics(*score_clips(float_bundle, rows))
+    assert res["rows"]["pooled"]["a"]["eer"] == pytest.approx(expected["pooled"]["eer"])
+    assert {k: v["a"]["eer"] for k, v in res["rows"].items() if k != "pooled"} == pytest.approx(
+        {k: v["eer"] for k, v in expected["systems"].items()})
+    assert res["rows"]["pooled"]["b"]["minus_first_interval"] == [0.0, 0.0]
+    assert "b - a [95 %]" in out.read_text()
+    assert unc.main(args[:-2] + ["--unit", "speaker", "--out", str(tmp_path / "s.md")]) == 0
+    by_speaker = json.loads((tmp_path / "s.json").read_text())["dev"]
+    assert by_speaker["rows"]["pooled"]["a"]["eer"] == res["rows"]["pooled"]["a"]["eer"]
+    assert by_speaker["units"][unc.BONAFIDE] == 3 and by_speaker["clips"][unc.BONAFIDE] == 6  # 2 clips a speaker
+    with pytest.raises(EdgeCMError, match="too few"):
+        unc.main(args[:-4] + ["--resamples", "10", "--out", str(tmp_path / "v.md")])
+    assert not (tmp_path / "v.md").exists()

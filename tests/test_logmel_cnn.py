@@ -21,6 +21,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("spec_mel_cnn_fp", logspec_spec(), 48_566, True),
     ("spec_mel_cnn_fmax", logspec_spec(), 46_742, True),
     ("spec_mel_cnn_hires", hires_spec(), 46_742, True),
+    ("spec_mel_cnn_sep", logspec_spec(), 46_802, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
@@ -167,6 +168,26 @@ def test_spec_mel_multitask_head_trains_beside_the_veracity_head_and_is_dropped_
     check_source_head_export("spec_mel_cnn_mt", torch.randn(3, 1, 257, 397), 46_742)
 
 
+def test_separable_blocks_are_depthwise_then_pointwise_and_widen_the_same_budget():
+    """spec_mel_cnn_sep: each block after a branch's first is a depthwise 3x3 (groups = channels)
+    then a 1x1 conv; the first convs are the default's. It ends 160 + 144 wide (the default 48 + 48)
+    for about the default's parameters; its source head is dropped at export."""
+    sep, plain = registry.build("spec_mel_cnn_sep"), registry.build("spec_mel_cnn")
+    for branch, first_kernel in ((sep.fine, (5, 5)), (sep.band, (3, 3))):
+        convs = [m for m in branch if isinstance(m, torch.nn.Conv2d)]
+        assert convs[0].kernel_size == first_kernel and convs[0].groups == 1
+        depthwise, pointwise = convs[1::2], convs[2::2]
+        assert len(depthwise) == len(pointwise) == 3
+        assert all(d.groups == d.in_channels == d.out_channels and d.kernel_size == (3, 3) for d in depthwise)
+        assert all(p.kernel_size == (1, 1) and p.groups == 1 for p in pointwise)
+    assert sep.head[1].in_features == 160 + 144 and plain.head[1].in_features == 96
+    assert not any(m.groups > 1 for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    assert abs(registry.count_params(sep) - registry.count_params(plain)) < 100
+    check_source_head_export("spec_mel_cnn_sep_mt", torch.randn(2, 1, 257, 397), 46_802)
+    with torch.no_grad():
+        assert sep.eval()(torch.randn(1, 1, 257, 120)).shape == (1, 2)  # any window length
+
+
 def test_frequency_position_head_sees_where_a_cue_is_and_global_pooling_does_not():
     """spec_mel_cnn_fp pools over time only. Moving a blob up 32 bins (two rows of the fine branch,
     whose total stride is 16) leaves the global-pool fine vector unchanged but moves the fp model's
@@ -230,6 +251,7 @@ def test_frequency_max_pooling_keeps_a_one_band_cue_at_full_strength_wherever_it
 
 @pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_cnn_fp", logspec_spec),
                                              ("spec_mel_cnn_fmax", logspec_spec), ("spec_mel_cnn_hires", hires_spec),
+                                             ("spec_mel_cnn_sep", logspec_spec),
                                              ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""

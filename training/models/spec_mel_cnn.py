@@ -41,6 +41,12 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   branches end in global pooling) at about twice the fine branch's MACs. With the default's recipe
   (one seed) it did worse on dev and test, WORLD-DIO included, so it is not the default
   (benchmarks/experiments.md);
+* separable variant (``spec_mel_cnn_sep``, ``_mt``) - each branch's blocks after the first are
+  depthwise-separable (:func:`~training.models.logmel_cnn.conv_blocks`), which pays for widths
+  16, 48, 96, 160 and 16, 48, 96, 144 within the budget: 46,802 parameters, 48.7 M MACs, head 304 -> 2.
+  Why: doubling every width gained about a point of pooled EER at four times the parameters. With
+  the default's recipe (one seed) it did not: dev 8.6 %, test 11.8 %, training vocoders fitted no
+  better, so it is not the default (benchmarks/experiments.md);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
@@ -66,6 +72,8 @@ from training.models.one_class import OneClassHead
 
 FINE_WIDTHS = (12, 24, 36, 48)
 BAND_WIDTHS = (8, 16, 32, 48)
+SEP_FINE_WIDTHS = (16, 48, 96, 160)  # separable variant: the default's budget, 3.3 times its last width
+SEP_BAND_WIDTHS = (16, 48, 96, 144)
 N_BANDS = 40
 
 
@@ -160,14 +168,15 @@ class SpecMelCNN(nn.Module):
     parameters, trained with the OC-Softmax loss; ``model_args: {head: one_class}``).
     ``spec`` is the front end whose bins the band branch projects (default :func:`logspec_spec`);
     the architecture's registered ``feature_spec`` must be the same. ``extra_features`` widens the
-    heads for a subclass's own branch (see :meth:`classify`).
+    heads for a subclass's own branch (see :meth:`classify`). ``separable`` makes each branch's
+    blocks after the first depthwise-separable (:func:`conv_blocks`; ``spec_mel_cnn_sep``).
     """
 
     def __init__(self, fine_widths: tuple[int, ...] = FINE_WIDTHS, band_widths: tuple[int, ...] = BAND_WIDTHS,
                  n_bands: int = N_BANDS, n_classes: int = 2, dropout: float = 0.2, eps: float = 1e-5,
                  freq_mask_bins: int = 0, fine_in_channels: int = 1, n_sources: int = 0,
                  pooling: str = "global", head: str = "linear", time_mask_frames: int = 0,
-                 spec: FeatureSpec | None = None, extra_features: int = 0):
+                 spec: FeatureSpec | None = None, extra_features: int = 0, separable: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -186,8 +195,8 @@ class SpecMelCNN(nn.Module):
         self.bands.weight.data.copy_(proj)
         self.bands.weight.requires_grad_(False)
         self.eps = eps
-        self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels)
-        self.band = conv_blocks(band_widths)
+        self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels, separable=separable)
+        self.band = conv_blocks(band_widths, separable=separable)
         if pooling != "global":
             last = TimeMean if pooling == "time" else TimeMeanFreqMax
             self.fine[-1], self.band[-1] = last(), last()
@@ -266,6 +275,14 @@ def _register() -> None:
                               feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
                               needs_global_stats=True, multitask=True,
                               description=f"{name} with a training-only source head (spoofing system or none)"))
+    sep = dict(separable=True, fine_widths=SEP_FINE_WIDTHS, band_widths=SEP_BAND_WIDTHS)
+    register(Architecture(name="spec_mel_cnn_sep", builder=partial(SpecMelCNN, **sep), feature_spec=logspec_spec,
+                          input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
+                          description="SpecMelCNN with depthwise-separable blocks, widths 16-160 and 16-144"))
+    register(Architecture(name="spec_mel_cnn_sep_mt", builder=partial(multitask_builder, **sep),
+                          feature_spec=logspec_spec, input_shape=(1, spec.n_bins, spec.n_frames(64000)),
+                          needs_global_stats=True, multitask=True,
+                          description="spec_mel_cnn_sep with a training-only source head (spoofing system or none)"))
     hires = hires_spec()
     register(Architecture(name="spec_mel_cnn_hires", builder=partial(SpecMelCNN, spec=hires),
                           feature_spec=hires_spec, input_shape=(1, hires.n_bins, hires.n_frames(64000)),
