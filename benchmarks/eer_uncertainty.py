@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resamples < 100:
         raise DataError(f"--resamples {args.resamples} is too few for 95 % intervals", hint="use at least 100")
     bundles = named_values(args.bundle, "--bundle")
+    if len({n for n, _ in bundles}) != len(bundles):
+        raise DataError(f"bundle names repeat: {[n for n, _ in bundles]}", hint="give each --bundle its own NAME")
     for _, path in bundles:
         load_bundle(path)  # a typed error for a missing or broken bundle before any scoring
     rows = [r for r in read_rows(args.manifest) if r.split in args.splits]

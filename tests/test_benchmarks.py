@@ -276,6 +276,8 @@ def test_eer_uncertainty_scores_real_clips_through_the_runtime(tmp_path, float_b
     by_speaker = json.loads((tmp_path / "s.json").read_text())["dev"]
     assert by_speaker["rows"]["pooled"]["a"]["eer"] == res["rows"]["pooled"]["a"]["eer"]
     assert by_speaker["units"][unc.BONAFIDE] == 3 and by_speaker["clips"][unc.BONAFIDE] == 6  # 2 clips a speaker
+    with pytest.raises(EdgeCMError, match="names repeat"):
+        unc.main(["--bundle", f"a={float_bundle}"] + args)
     with pytest.raises(EdgeCMError, match="too few"):
         unc.main(args[:-4] + ["--resamples", "10", "--out", str(tmp_path / "v.md")])
     assert not (tmp_path / "v.md").exists()
