@@ -340,11 +340,13 @@ def test_full_run_writes_the_run_folder_and_evaluates(toy_manifest, trained_run,
         logits, _ = model(torch.zeros(1, 1, 865, 390))
     assert logits.shape == (1, 2)
     rows = [r for r in ds.read_rows(toy_manifest) if r.split == "dev"]
-    result = evaluate(run_dir / "best.pt", rows, tmp_path / "eval")
+    result = evaluate(run_dir / "best.pt", rows, tmp_path / "eval", resamples=200)
     assert set(result["systems"]) == {"espeak_en", "flite_kal", "espeak_f3"}
     assert 0.0 <= result["pooled"]["eer"] <= 1.0
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["pooled"]["eer"] == result["pooled"]["eer"]
+    lo, hi = saved["intervals"]["pooled"]
+    assert lo <= saved["pooled"]["eer"] <= hi and set(saved["intervals"]["systems"]) == set(result["systems"])
     scores = (tmp_path / "eval" / "scores.csv").read_text().splitlines()
     assert len(scores) == 1 + len(rows)
     for png in ("det.png", "hist.png"):
@@ -391,6 +393,34 @@ def brute_force_eer(bona: np.ndarray, spoof: np.ndarray) -> float:
         if abs(frr - far) < best[0]:
             best = (abs(frr - far), (frr + far) / 2)
     return best[1]
+
+
+def test_eval_metrics_carry_bootstrap_intervals_by_clip_or_by_speaker():
+    """Each EER gets an interval around it; an error-free system's is [0, 0]. When a speaker's clips
+    share an offset, redrawing whole speakers gives a wider pooled interval than redrawing clips."""
+    from edge_cm.errors import DataError
+
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(0.0, 1.5, 10)  # 10 bona fide speakers, 20 clips each
+    bona = np.repeat(offsets, 20) + rng.normal(2.0, 0.5, 200)
+    easy, hard = rng.normal(-8.0, 0.5, 100), rng.normal(1.0, 1.0, 100)
+    scored = ScoredSet(np.concatenate([bona, easy, hard]), np.array([0] * 200 + [1] * 200),
+                       ["bonafide"] * 200 + ["easy"] * 100 + ["hard"] * 100, [f"f{i}" for i in range(400)],
+                       [f"s{i // 20}" for i in range(200)] + ["easy"] * 100 + [f"h{i % 7}" for i in range(100)])
+    by_clip = compute_metrics(scored, resamples=300)
+    by_speaker = compute_metrics(scored, resamples=300, unit="speaker")
+    for m in (by_clip, by_speaker):
+        lo, hi = m["intervals"]["pooled"]
+        assert lo <= m["pooled"]["eer"] <= hi
+        assert m["intervals"]["systems"]["easy"] == [0.0, 0.0] and set(m["intervals"]["systems"]) == {"easy", "hard"}
+    width = lambda m: m["intervals"]["pooled"][1] - m["intervals"]["pooled"][0]  # noqa: E731
+    assert width(by_speaker) > 1.5 * width(by_clip) and by_speaker["intervals"]["unit"] == "speaker"
+    assert "intervals" not in compute_metrics(scored)
+    with pytest.raises(DataError, match="too few"):
+        compute_metrics(scored, resamples=50)
+    no_speakers = ScoredSet(scored.scores, scored.labels, scored.systems, scored.paths)
+    with pytest.raises(DataError, match="speakers"):
+        compute_metrics(no_speakers, resamples=200, unit="speaker")
 
 
 def test_metrics_on_a_synthetic_scored_set(tmp_path):

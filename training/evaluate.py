@@ -6,6 +6,10 @@ Each file is scored on one window (looped if shorter, centre crop if longer, as 
 validation). Scores are ``logits[0] - logsumexp(logits[1:])``: higher = more bona fide
 (``edge_cm.metrics`` convention); the runtime's spoof score is the sigmoid of minus this.
 
+Every EER gets a 95 % bootstrap interval (:mod:`training.uncertainty`; ``--resamples``, 0 = off):
+clips redrawn one by one, or whole speakers with ``--unit speaker`` (the honest choice: clips of
+one speaker are not independent).
+
 min t-DCF is reported only with ``--asv-scores CSV`` (columns ``kind,score``, kind one of
 ``target``, ``nontarget``, ``spoof``): the ASV scores of the same trial list's speakers.
 """
@@ -24,15 +28,19 @@ import torch
 from edge_cm import metrics as M
 from edge_cm.errors import DataError
 
+UNITS = ("clip", "speaker")  # what a bootstrap draw redraws
+
 
 @dataclass
 class ScoredSet:
-    """Scores (higher = more bona fide), labels (0 = bonafide) and system names of one set."""
+    """Scores (higher = more bona fide), labels (0 = bonafide), system names and (if known) the
+    speakers of one set."""
 
     scores: np.ndarray
     labels: np.ndarray
     systems: list[str]
     paths: list[str]
+    speakers: list[str] | None = None
 
 
 @torch.no_grad()
@@ -48,7 +56,7 @@ def score_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 64, num_
         labels.append(batch["label"].numpy())
     return ScoredSet(np.concatenate(scores).astype(np.float64), np.concatenate(labels),
                      [r.system if not r.is_bonafide else "bonafide" for r in dataset.rows],
-                     [r.path for r in dataset.rows])
+                     [r.path for r in dataset.rows], [r.speaker for r in dataset.rows])
 
 
 def read_asv_scores(path: str | Path) -> dict[str, np.ndarray]:
@@ -75,9 +83,30 @@ def read_asv_scores(path: str | Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
-def compute_metrics(scored: ScoredSet, asv: dict[str, np.ndarray] | None = None) -> dict:
+def eer_intervals(scored: ScoredSet, resamples: int, unit: str = "clip", seed: int = 0) -> dict:
+    """95 % bootstrap intervals of the pooled and per-system EER (fractions), drawing clips
+    (``unit="clip"``) or whole speakers (``"speaker"``) within each stratum."""
+    from training import uncertainty as U
+
+    if unit not in UNITS:
+        raise DataError(f"unit must be one of {UNITS}, got {unit!r}")
+    if resamples < 100:
+        raise DataError(f"{resamples} resamples are too few for 95 % intervals", hint="use at least 100 (0 = off)")
+    if unit == "speaker" and scored.speakers is None:
+        raise DataError("speaker intervals need the speakers of the scored files",
+                        hint="score a manifest (its speaker column) or use unit 'clip'")
+    clusters = np.asarray(scored.speakers, dtype=str) if unit == "speaker" else None
+    res = U.bootstrap({"model": scored.scores}, scored.labels == 0, np.asarray(scored.systems, dtype=str),
+                      resamples, seed, clusters)
+    rows = {k: list(v["model"]["interval"]) for k, v in res["rows"].items()}
+    return {"unit": unit, "resamples": resamples, "level": U.LEVEL, "pooled": rows.pop("pooled"), "systems": rows}
+
+
+def compute_metrics(scored: ScoredSet, asv: dict[str, np.ndarray] | None = None, *, resamples: int = 0,
+                    unit: str = "clip") -> dict:
     """Pooled and per-system EER/AUC (``edge_cm.metrics.breakdown``), macro-F1 at the pooled
-    EER threshold and at 0 (the argmax decision), accuracy, and min t-DCF if ``asv`` is given."""
+    EER threshold and at 0 (the argmax decision), accuracy, min t-DCF if ``asv`` is given, and
+    with ``resamples`` > 0 the EERs' bootstrap intervals (:func:`eer_intervals`, key ``intervals``)."""
     labels = np.where(scored.labels == 0, M.BONAFIDE, M.SPOOF)
     result = M.breakdown(scored.scores, labels, scored.systems)
     thr = result["pooled"]["threshold"]
@@ -88,6 +117,8 @@ def compute_metrics(scored: ScoredSet, asv: dict[str, np.ndarray] | None = None)
     if asv is not None:
         bona, spoof = scored.scores[scored.labels == 0], scored.scores[scored.labels != 0]
         result["min_tdcf"] = M.min_tdcf_or_none(bona, spoof, asv["target"], asv["nontarget"], asv["spoof"])
+    if resamples:
+        result["intervals"] = eer_intervals(scored, resamples, unit)
     return result
 
 
@@ -162,7 +193,7 @@ def write_scores(scored: ScoredSet, path: str | Path) -> Path:
 
 def evaluate(checkpoint: str | Path, rows: Sequence, out_dir: str | Path | None = None, *,
              asv_scores: str | Path | None = None, batch_size: int = 64, num_workers: int = 0,
-             title: str = "") -> dict:
+             title: str = "", resamples: int = 0, unit: str = "clip") -> dict:
     """Score ``rows`` with ``checkpoint``; write scores, metrics and plots into ``out_dir`` if given."""
     from training.dataset import WindowDataset
     from training.models import registry
@@ -174,7 +205,8 @@ def evaluate(checkpoint: str | Path, rows: Sequence, out_dir: str | Path | None 
     data = WindowDataset(list(rows), meta["feature_spec"], train=False, window_seconds=cfg.window_seconds,
                          systems=meta["systems"] or ["none"], add_channel=len(arch.input_shape) == 3)
     scored = score_dataset(model, data, batch_size=batch_size, num_workers=num_workers)
-    result = compute_metrics(scored, read_asv_scores(asv_scores) if asv_scores else None)
+    result = compute_metrics(scored, read_asv_scores(asv_scores) if asv_scores else None,
+                             resamples=resamples, unit=unit)
     result["checkpoint"] = str(checkpoint)
     if out_dir is not None:
         out = Path(out_dir)
@@ -197,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for scores.csv, metrics.json, det.png, hist.png")
     p.add_argument("--asv-scores", help="CSV kind,score of ASV target/nontarget/spoof trials (for min t-DCF)")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap draws for the EERs' 95 %% intervals (default 1000; 0 = none)")
+    p.add_argument("--unit", choices=UNITS, default="clip",
+                   help="what a draw redraws: single clips (default) or whole speakers (the manifest's speaker column)")
     args = p.parse_args(argv)
     rows = read_rows(args.manifest)
     if args.split:
@@ -205,11 +241,23 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if r.is_bonafide or r.system in set(args.system)]
     if not rows:
         raise DataError(f"no rows in split {args.split!r}", path=args.manifest)
-    res = evaluate(args.checkpoint, rows, args.out, asv_scores=args.asv_scores, num_workers=args.workers)
-    print(f"pooled EER {100 * res['pooled']['eer']:.2f}%  AUC {res['pooled']['auc']:.4f}  "
+    res = evaluate(args.checkpoint, rows, args.out, asv_scores=args.asv_scores, num_workers=args.workers,
+                   resamples=args.resamples, unit=args.unit)
+    ci = res.get("intervals")
+
+    def span(name: str | None) -> str:
+        if not ci:
+            return ""
+        lo, hi = ci["pooled"] if name is None else ci["systems"][name]
+        return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+    print(f"pooled EER {100 * res['pooled']['eer']:.2f}%{span(None)}  AUC {res['pooled']['auc']:.4f}  "
           f"macro-F1 {res['macro_f1_at_eer']:.4f}  ({res['n_files']} files)")
     for name, e in res["systems"].items():
-        print(f"  {name:<24} EER {100 * e['eer']:6.2f}%  AUC {e['auc']:.4f}  ({e['n_spoof']} spoof)")
+        print(f"  {name:<24} EER {100 * e['eer']:6.2f}%{span(name)}  AUC {e['auc']:.4f}  ({e['n_spoof']} spoof)")
+    if ci:
+        print(f"[95 % bootstrap intervals: {ci['resamples']} draws of {'whole speakers' if ci['unit'] == 'speaker' else 'clips'}"
+              " within bona fide and each system]")
     if "min_tdcf" in res:
         print(f"min t-DCF {res['min_tdcf']}")
     print(f"wrote {args.out}/scores.csv, metrics.json, det.png, hist.png")
