@@ -12,8 +12,9 @@ leaves out the clips' common difficulty, which an unpaired comparison would coun
 
 What the intervals leave out: clips of one speaker are not independent, so resampling clips
 understates the spread; ``--unit speaker`` resamples whole speakers instead (the bona fide
-speakers, and the source speakers of each vocoder's or codec's copies; a TTS voice is one speaker,
-so its clips are still drawn one by one). And a second training seed moves these models' EER too
+speakers, and the source speakers of each vocoder's or codec's copies; where the manifest names no
+speaker, the recording source stands in for one; a TTS voice is one speaker, so its clips are
+still drawn one by one). And a second training seed moves these models' EER too
 (README, "Training"), which only retraining measures. Read an interval as the least uncertainty a
 figure carries.
 
@@ -33,10 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from benchmarks.report import named_values, write_report  # noqa: E402  (needs REPO on the path)
-from training.uncertainty import BONAFIDE, bootstrap  # noqa: E402
+from training.uncertainty import BONAFIDE, UNITS, bootstrap, check_resamples, speaker_unit  # noqa: E402
 
 SPLITS = ("dev", "test")
-UNITS = {"clip": "the clips", "speaker": "the speakers (a TTS voice's clips one by one)"}  # what --unit resamples
+UNIT_TEXT = {"clip": "the clips",
+             "speaker": "the speakers (the recording source where none is named; a TTS voice's clips one by one)"}
 
 
 def _pct(v: float) -> str:
@@ -46,7 +48,7 @@ def _pct(v: float) -> str:
 def markdown(results: dict, names: list[str], sources: dict[str, str], n_resamples: int, unit: str,
              command: str) -> list[str]:
     lines = ["# How sure is each EER? Bootstrap intervals of clip EER", "",
-             f"Runtime clip scores (4-s windows, 2-s hop); {n_resamples} resamples of {UNITS[unit]} within each "
+             f"Runtime clip scores (4-s windows, 2-s hop); {n_resamples} resamples of {UNIT_TEXT[unit]} within each "
              "stratum (bona fide, each spoofing system); 95 % percentile intervals, EER %. "
              f"Differences are paired (the same resamples), each bundle minus `{names[0]}`; "
              "'lower in' is the share of resamples in which that bundle's EER was strictly the lower; "
@@ -88,12 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=("train",) + SPLITS)
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap draws (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws")
-    p.add_argument("--unit", choices=tuple(UNITS), default="clip",
+    p.add_argument("--unit", choices=UNITS, default="clip",
                    help="what is resampled: single clips (default) or whole speakers (the manifest's speaker column)")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
-    if args.resamples < 100:
-        raise DataError(f"--resamples {args.resamples} is too few for 95 % intervals", hint="use at least 100")
+    check_resamples(args.resamples)
     bundles = named_values(args.bundle, "--bundle")
     if len({n for n, _ in bundles}) != len(bundles):
         raise DataError(f"bundle names repeat: {[n for n, _ in bundles]}", hint="give each --bundle its own NAME")
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                             hint="pass a corpus manifest built by edge-cm-train corpus build")
         systems = np.array([rows[i].system for i in keep], dtype=str)
         scores = {n: -np.array([s[i] for i in keep], dtype=np.float64) for n, s in scored.items()}  # higher = bona fide
-        clusters = np.array([rows[i].speaker for i in keep], dtype=str) if args.unit == "speaker" else None
+        clusters = np.array([speaker_unit(rows[i]) for i in keep], dtype=str) if args.unit == "speaker" else None
         results[split] = bootstrap(scores, is_bona, systems, args.resamples, args.seed, clusters)
         results[split]["no_speech_clips"] = len(idx) - len(keep)
     command = ("python benchmarks/eer_uncertainty.py " + " ".join(f"--bundle {n}={p}" for n, p in bundles)

@@ -184,12 +184,15 @@ def test_eer_uncertainty_scores_real_clips_through_the_runtime(tmp_path, float_b
     from training.release import score_clips, split_metrics
 
     unc = _script("eer_uncertainty")
-    speakers = list(dict.fromkeys(r["speaker"] for r in bonafide_rows if r["split"] == "dev"))[:3]
-    picked = [r for s in speakers for r in [x for x in bonafide_rows if x["speaker"] == s][:4]]  # 3 x 4 clips
+    dev = [r for r in bonafide_rows if r["split"] == "dev"]
+    named = list(dict.fromkeys(r["speaker"] for r in dev if r["speaker"]))[:2]
+    unnamed = next(r["source"] for r in dev if not r["speaker"])  # its clips: one unit, the source
+    picked = ([r for s in named for r in [x for x in dev if x["speaker"] == s][:4]]
+              + [x for x in dev if x["source"] == unnamed and not x["speaker"]][:4])  # 3 groups x 4 clips
     # Labels are arbitrary here: the check is that the script's figures are the release's.
     rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide" if k % 2 else "spoof",
                         family="bonafide" if k % 2 else "tts", system="" if k % 2 else f"s{k % 4}", split="dev",
-                        speaker=r["speaker"]) for k, r in enumerate(picked)]
+                        speaker=r["speaker"], source=r["source"]) for k, r in enumerate(picked)]
     manifest = write_manifest_csv(rows, tmp_path / "m.csv")
     out = tmp_path / "u.md"
     args = ["--bundle", f"a={float_bundle}", "--bundle", f"b={float_bundle}", "--manifest", str(manifest),
@@ -205,7 +208,7 @@ def test_eer_uncertainty_scores_real_clips_through_the_runtime(tmp_path, float_b
     assert unc.main(args[:-2] + ["--unit", "speaker", "--out", str(tmp_path / "s.md")]) == 0
     by_speaker = json.loads((tmp_path / "s.json").read_text())["dev"]
     assert by_speaker["rows"]["pooled"]["a"]["eer"] == res["rows"]["pooled"]["a"]["eer"]
-    assert by_speaker["units"][unc.BONAFIDE] == 3 and by_speaker["clips"][unc.BONAFIDE] == 6  # 2 clips a speaker
+    assert by_speaker["units"][unc.BONAFIDE] == 3 and by_speaker["clips"][unc.BONAFIDE] == 6  # 2 clips a unit
     with pytest.raises(EdgeCMError, match="names repeat"):
         unc.main(["--bundle", f"a={float_bundle}"] + args)
     with pytest.raises(EdgeCMError, match="too few"):

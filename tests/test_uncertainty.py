@@ -74,3 +74,32 @@ def test_eer_bootstrap_differences_are_paired():
     big = U.bootstrap({"x": -big_p}, big_bona, big_names, n_resamples=300, seed=0)
     width = lambda r: np.subtract(*r["rows"]["pooled"]["x"]["interval"][::-1])  # noqa: E731
     assert width(big) < width(res)
+
+
+def test_clips_without_a_speaker_are_units_of_their_own_and_too_few_draws_are_refused(tmp_path):
+    """An empty speaker label (not known) must not lump those clips into one giant 'speaker'."""
+    from edge_cm.errors import DataError
+    from training.evaluate import main as eval_main
+
+    is_bona = np.array([True] * 6 + [False] * 4)
+    systems = np.array(["-"] * 6 + ["v"] * 4)
+    speakers = np.array(["s1", "s1", "s2", "", "", ""] + ["a", "a", "b", "b"])
+    strata = U.strata_of(is_bona, systems, speakers)
+    assert sorted(u.size for u in strata[U.BONAFIDE]) == [1, 1, 1, 1, 2]
+    assert sorted(u.size for u in strata["v"]) == [2, 2]
+    with pytest.raises(DataError, match="too few"):
+        U.bootstrap({"x": np.arange(10.0)}, is_bona, systems, n_resamples=10, seed=0)
+    # the command refuses before it loads anything: the checkpoint need not exist
+    with pytest.raises(DataError, match="too few"):
+        eval_main(["--checkpoint", str(tmp_path / "none.pt"), "--manifest", str(tmp_path / "m.csv"),
+                   "--out", str(tmp_path / "eval"), "--resamples", "10"])
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_row_without_a_speaker_is_drawn_with_its_recording_source():
+    from training.data.manifest import ManifestRow
+
+    named = ManifestRow(path="a.wav", label="bonafide", family="bonafide", split="dev", speaker="s1", source="x")
+    unnamed = ManifestRow(path="b.wav", label="bonafide", family="bonafide", split="dev", source="mycroft_precise")
+    nothing = ManifestRow(path="c.wav", label="bonafide", family="bonafide", split="dev")
+    assert [U.speaker_unit(r) for r in (named, unnamed, nothing)] == ["s1", "source:mycroft_precise", ""]

@@ -28,13 +28,11 @@ import torch
 from edge_cm import metrics as M
 from edge_cm.errors import DataError
 
-UNITS = ("clip", "speaker")  # what a bootstrap draw redraws
-
 
 @dataclass
 class ScoredSet:
     """Scores (higher = more bona fide), labels (0 = bonafide), system names and (if known) the
-    speakers of one set."""
+    speakers of one set (:func:`training.uncertainty.speaker_unit`: the source where no speaker is named)."""
 
     scores: np.ndarray
     labels: np.ndarray
@@ -48,6 +46,7 @@ def score_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 64, num_
     """Run ``model`` (eval mode) over every item of a :class:`training.dataset.WindowDataset`."""
     from training.dataset import make_loader
     from training.train import bonafide_score, logits_of
+    from training.uncertainty import speaker_unit
 
     model.eval()
     scores, labels = [], []
@@ -56,7 +55,7 @@ def score_dataset(model: torch.nn.Module, dataset, *, batch_size: int = 64, num_
         labels.append(batch["label"].numpy())
     return ScoredSet(np.concatenate(scores).astype(np.float64), np.concatenate(labels),
                      [r.system if not r.is_bonafide else "bonafide" for r in dataset.rows],
-                     [r.path for r in dataset.rows], [r.speaker for r in dataset.rows])
+                     [r.path for r in dataset.rows], [speaker_unit(r) for r in dataset.rows])
 
 
 def read_asv_scores(path: str | Path) -> dict[str, np.ndarray]:
@@ -88,10 +87,8 @@ def eer_intervals(scored: ScoredSet, resamples: int, unit: str = "clip", seed: i
     (``unit="clip"``) or whole speakers (``"speaker"``) within each stratum."""
     from training import uncertainty as U
 
-    if unit not in UNITS:
-        raise DataError(f"unit must be one of {UNITS}, got {unit!r}")
-    if resamples < 100:
-        raise DataError(f"{resamples} resamples are too few for 95 % intervals", hint="use at least 100 (0 = off)")
+    if unit not in U.UNITS:
+        raise DataError(f"unit must be one of {U.UNITS}, got {unit!r}")
     if unit == "speaker" and scored.speakers is None:
         raise DataError("speaker intervals need the speakers of the scored files",
                         hint="score a manifest (its speaker column) or use unit 'clip'")
@@ -220,6 +217,7 @@ def evaluate(checkpoint: str | Path, rows: Sequence, out_dir: str | Path | None 
 
 def main(argv: list[str] | None = None) -> int:
     from training.dataset import read_rows
+    from training.uncertainty import UNITS, check_resamples
 
     p = argparse.ArgumentParser(prog="edge-cm-train eval", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="a best.pt / last.pt written by edge-cm-train train")
@@ -234,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unit", choices=UNITS, default="clip",
                    help="what a draw redraws: single clips (default) or whole speakers (the manifest's speaker column)")
     args = p.parse_args(argv)
+    if args.resamples:
+        check_resamples(args.resamples)  # before scoring, not after
     rows = read_rows(args.manifest)
     if args.split:
         rows = [r for r in rows if r.split == args.split]

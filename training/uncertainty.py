@@ -17,14 +17,37 @@ from edge_cm import metrics as M
 
 BONAFIDE = "bona fide"  # the stratum of real clips; spoof strata are named by their system
 LEVEL = 0.95
+MIN_RESAMPLES = 100  # fewer draws leave the 2.5th and 97.5th percentiles to two or three values
+UNITS = ("clip", "speaker")  # what a draw redraws: single clips, or every clip of a speaker together
+
+
+def speaker_unit(row) -> str:
+    """The resampling unit of a manifest row under ``unit="speaker"``: its speaker, or where the
+    manifest names none, its recording source (``source:NAME``; clips of one source share a
+    microphone and often a speaker, e.g. Mycroft's one contributor per split, so drawing them one
+    by one would understate the spread); empty when neither is known (then a unit of its own)."""
+    if getattr(row, "speaker", ""):
+        return str(row.speaker)
+    source = getattr(row, "source", "")
+    return f"source:{source}" if source else ""
+
+
+def check_resamples(n: int) -> None:
+    """Refuse too few draws (a typed error), before any scoring."""
+    from edge_cm.errors import DataError
+
+    if n < MIN_RESAMPLES:
+        raise DataError(f"{n} bootstrap resamples are too few for 95 % intervals",
+                        hint=f"use at least {MIN_RESAMPLES}")
 
 
 def strata_of(is_bonafide: np.ndarray, systems: np.ndarray, clusters: np.ndarray | None = None
               ) -> dict[str, list[np.ndarray]]:
     """Per stratum (``BONAFIDE`` and each spoofing system), its resampling units: arrays of clip
     indices that are drawn together. ``clusters`` (one label per clip, e.g. the speaker) groups a
-    stratum's clips by label; a stratum whose clips share one label (a TTS voice) falls back to
-    single clips. Without ``clusters`` every clip is its own unit."""
+    stratum's clips by label; a clip with an empty label (speaker not known) is a unit of its own,
+    and a stratum whose clips share one label (a TTS voice) falls back to single clips. Without
+    ``clusters`` every clip is its own unit."""
     names = {BONAFIDE: is_bonafide}
     names.update({k: ~is_bonafide & (systems == k) for k in sorted(set(systems[~is_bonafide].tolist()))})
     out = {}
@@ -34,7 +57,8 @@ def strata_of(is_bonafide: np.ndarray, systems: np.ndarray, clusters: np.ndarray
         if labels is None or np.unique(labels).size < 2:
             out[name] = [idx[i:i + 1] for i in range(idx.size)]
         else:
-            out[name] = [idx[labels == c] for c in np.unique(labels)]
+            known = [c for c in np.unique(labels) if c != ""]
+            out[name] = [idx[labels == c] for c in known] + [idx[i:i + 1] for i in np.flatnonzero(labels == "")]
     return out
 
 
@@ -68,6 +92,7 @@ def bootstrap(scores: dict[str, np.ndarray], is_bonafide: np.ndarray, systems: n
     and how often the model beat the first, per row (``pooled`` and each system). ``scores`` maps
     a model's name to its scores (higher = more bona fide) of the same clips; ``clusters`` as in
     :func:`strata_of`."""
+    check_resamples(n_resamples)
     strata = strata_of(is_bonafide, systems, clusters)
     names = list(scores)
     everything = {k: np.concatenate(units) for k, units in strata.items()}
