@@ -214,3 +214,63 @@ def test_eer_uncertainty_scores_real_clips_through_the_runtime(tmp_path, float_b
     with pytest.raises(EdgeCMError, match="too few"):
         unc.main(args[:-4] + ["--resamples", "10", "--out", str(tmp_path / "v.md")])
     assert not (tmp_path / "v.md").exists()
+
+
+def test_channel_corruption_is_fixed_by_seed_clip_and_condition(real_speech):
+    """Every bundle hears the same corrupted clip; noise lands at the condition's SNR; clean is untouched."""
+    from training.augment.noise import power
+
+    ch = _script("channel_robustness")
+    clip = real_speech[:32000]
+    conds = list(ch.conditions((real_speech[32000:], real_speech[::-1].copy())).items())  # longer than the clip
+    assert conds[0] == (ch.CLEAN, None) and ch.corrupt(clip, None, 0, 3, 0) is clip
+    for j, (name, transform) in enumerate(conds[1:], start=1):
+        a, b = ch.corrupt(clip, transform, 0, 3, j), ch.corrupt(clip, transform, 0, 3, j)
+        assert np.array_equal(a, b) and a.shape == clip.shape and not np.allclose(a, clip), name
+        assert not np.array_equal(a, ch.corrupt(clip, transform, 0, 4, j))  # another clip, other noise
+        assert not np.array_equal(a, ch.corrupt(clip, transform, 1, 3, j))  # another seed
+    pink = ch.corrupt(clip, dict(conds)["pink noise 20 dB"], 0, 3, 1).astype(np.float64)
+    snr = 10 * np.log10(power(clip) / power(pink - clip))
+    assert snr == pytest.approx(20.0, abs=0.1)
+
+
+def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, float_bundle, bonafide_dir, bonafide_rows):
+    """The clean condition is the release's own EER; bundles heard the same audio; bad input is typed."""
+    import json
+
+    from edge_cm.errors import EdgeCMError
+    from training.data.manifest import write_manifest_csv
+    from training.release import score_clips, split_metrics
+
+    ch = _script("channel_robustness")
+    train = [r for r in bonafide_rows if r["split"] == "train"][:6]
+    dev = [r for r in bonafide_rows if r["split"] == "dev"][:10]
+    rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide", family="bonafide", split="train",
+                        speaker=r["speaker"], source=r["source"]) for r in train]
+    # Labels are arbitrary here: the check is that the script's clean figures are the release's.
+    dev_rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide" if k % 2 else "spoof",
+                            family="bonafide" if k % 2 else ("tts", "vocoder")[k % 4 // 2],
+                            system="" if k % 2 else f"s{k % 4}", split="dev", speaker=r["speaker"], source=r["source"])
+                for k, r in enumerate(dev)]
+    manifest = write_manifest_csv(rows + dev_rows, tmp_path / "m.csv")
+    out = tmp_path / "c.md"
+    args = ["--bundle", f"a={float_bundle}", "--bundle", f"b={float_bundle}", "--manifest", str(manifest),
+            "--out", str(out)]
+    assert ch.main(args) == 0
+    res = json.loads(out.with_suffix(".json").read_text())["dev"]
+    assert res["a"] == res["b"] and (res["a"]["clips"], res["a"]["no_speech_clips"]) == (10, 0)
+    assert list(res["a"]["conditions"]) == list(ch.conditions((np.ones(100, np.float32),)))
+    clean = res["a"]["conditions"][ch.CLEAN]
+    expected = split_metrics(*score_clips(float_bundle, dev_rows))
+    assert clean["eer"] == pytest.approx(100 * expected["pooled"]["eer"])
+    assert set(clean["families"]) == {"tts", "vocoder"}
+    assert any(m != clean for c, m in res["a"]["conditions"].items() if c != ch.CLEAN)
+    assert "white noise 10 dB" in out.read_text()
+    bad = tmp_path / "d.md"
+    with pytest.raises(EdgeCMError, match="names repeat"):
+        ch.main(["--bundle", f"a={float_bundle}", "--bundle", f"a={float_bundle}", "--manifest", str(manifest),
+                 "--out", str(bad)])
+    no_train = write_manifest_csv(dev_rows, tmp_path / "n.csv")
+    with pytest.raises(DataError, match="babble"):
+        ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(no_train), "--out", str(bad)])
+    assert not bad.exists()

@@ -1,0 +1,155 @@
+"""How a detector holds up in a noisy or reverberant room: dev and test rescored through a channel.
+
+Every clip of a split, bona fide and spoof alike, is passed through each condition of
+:func:`conditions` (additive noise at a fixed SNR, babble of other speakers, a simulated room) and
+scored again through the runtime, as if the device heard the corpus through that room. Per bundle,
+split and condition it reports the pooled EER, the EER of each spoof family (TTS, vocoder, codec)
+against all bona fide clips, and the false alarms and misses at the bundle's own threshold (chosen
+on clean dev), since a threshold that drifts is what a deployed detector suffers first.
+
+The corruption of a clip depends only on ``--seed``, the clip's place in the manifest and the
+condition, so every bundle hears the same noisy audio. Babble is made of bona fide clips of the
+manifest's train split, whose speakers are not those of dev or test.
+
+    python benchmarks/channel_robustness.py --bundle default=edge_cm/assets/models/default \\
+        --bundle other=bundles/other --manifest devcorpus/manifest.csv --splits dev \\
+        --out benchmarks/results/channel_robustness.md
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from benchmarks.report import named_values, write_report  # noqa: E402  (needs REPO on the path)
+
+CLEAN = "clean"
+BABBLE_CLIPS = 200
+"""Train-split bona fide clips the babble is drawn from (every k-th, so all sources take part)."""
+
+
+def conditions(babble_speech: tuple[np.ndarray, ...]) -> dict:
+    """Condition name -> transform ``(audio, rng) -> (audio, label)``; None for the clean clip.
+
+    Fixed before any bundle was scored. The shipped recipe trains on white, pink and brown noise at
+    10-35 dB SNR and on simulated rooms of RT60 0.2-0.7 s, so the first three conditions are inside
+    its training range and babble is outside it."""
+    from training.augment import AddNoise, RoomReverb
+
+    return {
+        CLEAN: None,
+        "pink noise 20 dB": AddNoise(snr_db=20.0, kinds=("pink",)),
+        "white noise 10 dB": AddNoise(snr_db=10.0, kinds=("white",)),
+        "room RT60 0.5 s": RoomReverb(rt60_s=0.5, drr_db=3.0, hf_rt60_ratio=0.7),
+        "babble 15 dB": AddNoise(snr_db=15.0, kinds=("babble",), babble_speech=babble_speech),
+    }
+
+
+def corrupt(audio: np.ndarray, transform, seed: int, clip: int, condition: int) -> np.ndarray:
+    """``audio`` through ``transform`` with a generator fixed by (seed, clip, condition)."""
+    if transform is None:
+        return audio
+    return transform(audio, np.random.default_rng([seed, clip, condition]))[0]
+
+
+def family_metrics(rows: list, scores: list[float], threshold: float) -> dict:
+    """Pooled and per-family EER (%) of clip scores (higher = spoof), false alarms and misses (%) at
+    ``threshold``."""
+    from edge_cm import metrics as M
+
+    labels = ["bonafide" if r.is_bonafide else "spoof" for r in rows]
+    values = np.asarray(scores, dtype=np.float64)
+    res = M.breakdown(values, labels, [r.family for r in rows], higher_means="spoof")
+    bona = np.array([r.is_bonafide for r in rows])
+    return {"eer": 100 * res["pooled"]["eer"],
+            "families": {f: 100 * v["eer"] for f, v in res["systems"].items()},
+            "false_alarm_percent": float(100 * np.mean(values[bona] >= threshold)),
+            "miss_percent": float(100 * np.mean(values[~bona] < threshold))}
+
+
+def table(split: str, result: dict, names: list[str], families: list[str]) -> list[str]:
+    conds = list(next(iter(result.values()))["conditions"])
+    lines = [f"## {split}", "", "| bundle | condition | pooled EER % | " + " | ".join(f"{f} EER %" for f in families)
+             + " | false alarms % | misses % |", "|---|---|---:|" + "---:|" * (len(families) + 2)]
+    for name in names:
+        for cond in conds:
+            m = result[name]["conditions"][cond]
+            cells = [f"{m['eer']:.2f}"] + [f"{m['families'].get(f, float('nan')):.2f}" for f in families]
+            cells += [f"{m['false_alarm_percent']:.1f}", f"{m['miss_percent']:.1f}"]
+            lines.append(f"| `{name}` | {cond} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import edge_cm
+    from edge_cm.audio import read_audio
+    from edge_cm.errors import DataError, EdgeCMError
+    from training.dataset import read_rows
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", action="append", required=True, metavar="NAME=PATH", help="a bundle folder (repeat)")
+    p.add_argument("--manifest", required=True, type=Path, help="built corpus manifest")
+    p.add_argument("--splits", nargs="+", default=["dev"], choices=("dev", "test"))
+    p.add_argument("--seed", type=int, default=0, help="seed of every corruption")
+    p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
+    args = p.parse_args(argv)
+    bundles = named_values(args.bundle, "--bundle")
+    names = [n for n, _ in bundles]
+    if len(set(names)) < len(names):
+        raise EdgeCMError(f"bundle names repeat: {', '.join(names)}", hint="give every --bundle its own NAME")
+    detectors = {n: edge_cm.load(Path(b)) for n, b in bundles}
+    rows = read_rows(args.manifest)
+    train_bona = [r for r in rows if r.split == "train" and r.is_bonafide]
+    if not train_bona:
+        raise DataError("the manifest has no train-split bona fide clips to make babble from", path=args.manifest,
+                        hint="pass a built corpus manifest (edge-cm-train corpus build)")
+    step = max(1, len(train_bona) // BABBLE_CLIPS)
+    conds = conditions(tuple(read_audio(r.path, target_rate=16000) for r in train_bona[::step][:BABBLE_CLIPS]))
+    results: dict = {}
+    families: set[str] = set()
+    for split in args.splits:
+        part = [r for r in rows if r.split == split]
+        if not any(r.is_bonafide for r in part) or all(r.is_bonafide for r in part):
+            raise DataError(f"split {split!r} needs bona fide and spoof clips", path=args.manifest,
+                            hint="check --splits against the manifest's split column")
+        families |= {r.family for r in part if not r.is_bonafide}
+        scores = {n: {c: [] for c in conds} for n in names}
+        for k, r in enumerate(part):  # one corrupted copy per clip and condition, heard by every bundle
+            audio = read_audio(r.path, target_rate=16000)
+            for j, (cond, transform) in enumerate(conds.items()):
+                heard = corrupt(audio, transform, args.seed, k, j)
+                for n, det in detectors.items():
+                    scores[n][cond].append(det.detect_array(heard, 16000, source=r.path).score)
+        results[split] = {}
+        for n, det in detectors.items():
+            # A clip without speech in any condition leaves every condition, so all compare the same clips.
+            keep = [i for i in range(len(part)) if all(scores[n][c][i] is not None for c in conds)]
+            kept = [part[i] for i in keep]
+            results[split][n] = {
+                "threshold": det.threshold, "clips": len(kept), "no_speech_clips": len(part) - len(kept),
+                "conditions": {c: family_metrics(kept, [scores[n][c][i] for i in keep], det.threshold) for c in conds}}
+    order = sorted(families)
+    lines = ["# Noise and reverberation: dev and test heard through a room", "",
+             "Every clip (bona fide and spoof) passed through each condition and scored by the runtime (4-s windows, "
+             "2-s hop); EERs of clip scores; false alarms and misses at each bundle's own threshold (chosen on clean "
+             "dev). A family's EER is its spoofs against all bona fide clips. Babble: other speakers, from the train "
+             "split.", "",
+             "    python benchmarks/channel_robustness.py " + " ".join(f"--bundle {b}" for b in args.bundle)
+             + f" --manifest {args.manifest} --splits {' '.join(args.splits)} --seed {args.seed}", ""]
+    for split, result in results.items():
+        lines += table(split, result, names, order)
+        lines += ["Clips scored: " + ", ".join(f"`{n}` {result[n]['clips']} ({result[n]['no_speech_clips']} without "
+                                                "speech in some condition, left out)" for n in names), ""]
+    write_report(args.out, lines, results)
+    return 0
+
+
+if __name__ == "__main__":
+    from edge_cm.errors import run_cli
+
+    sys.exit(run_cli(main, "channel_robustness.py"))
