@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from benchmarks.report import named_values, write_report  # noqa: E402  (needs REPO on the path)
+from benchmarks.report import check_unique, named_values, write_report  # noqa: E402  (needs REPO on the path)
 
 CLEAN = "clean"
 BABBLE_CLIPS = 200
@@ -88,7 +88,7 @@ def table(split: str, result: dict, names: list[str], families: list[str]) -> li
 def main(argv: list[str] | None = None) -> int:
     import edge_cm
     from edge_cm.audio import read_audio
-    from edge_cm.errors import DataError, EdgeCMError
+    from edge_cm.errors import DataError
     from training.dataset import read_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     bundles = named_values(args.bundle, "--bundle")
     names = [n for n, _ in bundles]
-    if len(set(names)) < len(names):
-        raise EdgeCMError(f"bundle names repeat: {', '.join(names)}", hint="give every --bundle its own NAME")
+    check_unique(names)
     detectors = {n: edge_cm.load(Path(b)) for n, b in bundles}
     rows = read_rows(args.manifest)
     train_bona = [r for r in rows if r.split == "train" and r.is_bonafide]

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from benchmarks.report import named_values  # noqa: E402  (needs REPO on the path)
+from benchmarks.report import check_unique, named_values  # noqa: E402  (needs REPO on the path)
 
 SPLITS = ("dev", "test")
 
@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError("nothing to compare", hint="give --bundle NAME=PATH and/or --from-comparison NAME=JSON:COLUMN")
     groups = [(g, members.split(",")) for g, members in named_values(args.group, "--group")]
     names = [n for n, _ in bundles] + [n for n, _, _ in earlier]
-    if len(set(names)) != len(names):
-        raise DataError(f"bundle names repeat: {names}")
+    check_unique(names)
     unknown = sorted({m for _, members in groups for m in members} - set(names))
     if unknown:
         raise DataError(f"--group names unknown bundle(s) {unknown}", hint=f"bundles: {', '.join(names)}")

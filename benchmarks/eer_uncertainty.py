@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from benchmarks.report import named_values, write_report  # noqa: E402  (needs REPO on the path)
+from benchmarks.report import check_unique, named_values, write_report  # noqa: E402  (needs REPO on the path)
 from training.uncertainty import BONAFIDE, UNITS, bootstrap, check_resamples, speaker_unit  # noqa: E402
 
 SPLITS = ("dev", "test")
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_resamples(args.resamples)
     bundles = named_values(args.bundle, "--bundle")
-    if len({n for n, _ in bundles}) != len(bundles):
-        raise DataError(f"bundle names repeat: {[n for n, _ in bundles]}", hint="give each --bundle its own NAME")
+    check_unique([n for n, _ in bundles])
     for _, path in bundles:
         load_bundle(path)  # a typed error for a missing or broken bundle before any scoring
     rows = [r for r in read_rows(args.manifest) if r.split in args.splits]

@@ -25,3 +25,12 @@ def named_values(items: list[str], what: str) -> list[tuple[str, str]]:
             raise DataError(f"{what} must be NAME=VALUE, got {item!r}")
         out.append((name, value))
     return out
+
+
+def check_unique(names: list[str]) -> None:
+    """A typed error when two bundles share a NAME: every table and JSON keeps results by name, so one
+    would silently replace the other."""
+    from edge_cm.errors import DataError
+
+    if len(set(names)) != len(names):
+        raise DataError(f"bundle names repeat: {names}", hint="give each --bundle its own NAME")

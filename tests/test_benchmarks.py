@@ -252,13 +252,16 @@ def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, floa
                             family="bonafide" if k % 2 else ("tts", "vocoder")[k % 4 // 2],
                             system="" if k % 2 else f"s{k % 4}", split="dev", speaker=r["speaker"], source=r["source"])
                 for k, r in enumerate(dev)]
-    manifest = write_manifest_csv(rows + dev_rows, tmp_path / "m.csv")
+    silent = tmp_path / "silent.wav"  # no speech: counted apart, in no condition
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    silent_row = ManifestRow(path=str(silent), label="bonafide", family="bonafide", split="dev")
+    manifest = write_manifest_csv(rows + dev_rows + [silent_row], tmp_path / "m.csv")
     out = tmp_path / "c.md"
     args = ["--bundle", f"a={float_bundle}", "--bundle", f"b={float_bundle}", "--manifest", str(manifest),
             "--out", str(out)]
     assert ch.main(args) == 0
     res = json.loads(out.with_suffix(".json").read_text())["dev"]
-    assert res["a"] == res["b"] and (res["a"]["clips"], res["a"]["no_speech_clips"]) == (10, 0)
+    assert res["a"] == res["b"] and (res["a"]["clips"], res["a"]["no_speech_clips"]) == (10, 1)
     assert list(res["a"]["conditions"]) == list(ch.conditions((np.ones(100, np.float32),)))
     clean = res["a"]["conditions"][ch.CLEAN]
     expected = split_metrics(*score_clips(float_bundle, dev_rows))
@@ -273,4 +276,14 @@ def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, floa
     no_train = write_manifest_csv(dev_rows, tmp_path / "n.csv")
     with pytest.raises(DataError, match="babble"):
         ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(no_train), "--out", str(bad)])
+    one_class = write_manifest_csv(rows + [r for r in dev_rows if r.is_bonafide], tmp_path / "o.csv")
+    with pytest.raises(DataError, match="needs bona fide and spoof"):
+        ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(one_class), "--out", str(bad)])
+    corrupt_clip = tmp_path / "corrupt.wav"
+    corrupt_clip.write_bytes(b"not audio" * 20)
+    broken = write_manifest_csv(rows + dev_rows + [ManifestRow(path=str(corrupt_clip), label="spoof", family="tts",
+                                                               system="s9", split="dev")], tmp_path / "b.csv")
+    with pytest.raises(EdgeCMError, match="cannot decode audio") as err:
+        ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(broken), "--out", str(bad)])
+    assert str(corrupt_clip) in str(err.value)
     assert not bad.exists()
