@@ -9,7 +9,8 @@ on clean dev), since a threshold that drifts is what a deployed detector suffers
 
 The corruption of a clip depends only on ``--seed``, the clip's place in the manifest and the
 condition, so every bundle hears the same noisy audio. Babble is made of bona fide clips of the
-manifest's train split, whose speakers are not those of dev or test.
+manifest's train split, whose speakers are not those of dev or test; training babble never uses
+these talkers (``training.babble``).
 
     python benchmarks/channel_robustness.py --bundle default=edge_cm/assets/models/default \\
         --bundle other=bundles/other --manifest devcorpus/manifest.csv --splits dev \\
@@ -29,8 +30,6 @@ if str(REPO) not in sys.path:
 from benchmarks.report import check_unique, named_values, write_report  # noqa: E402  (needs REPO on the path)
 
 CLEAN = "clean"
-BABBLE_CLIPS = 200
-"""Train-split bona fide clips the babble is drawn from (every k-th, so all sources take part)."""
 
 
 def conditions(babble_speech: tuple[np.ndarray, ...]) -> dict:
@@ -89,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     import edge_cm
     from edge_cm.audio import read_audio
     from edge_cm.errors import DataError
+    from training import babble
     from training.dataset import read_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if not train_bona:
         raise DataError("the manifest has no train-split bona fide clips to make babble from", path=args.manifest,
                         hint="pass a built corpus manifest (edge-cm-train corpus build)")
-    step = max(1, len(train_bona) // BABBLE_CLIPS)
-    conds = conditions(tuple(read_audio(r.path, target_rate=16000) for r in train_bona[::step][:BABBLE_CLIPS]))
+    conds = conditions(babble.load(babble.benchmark_rows(train_bona)))
     results: dict = {}
     families: set[str] = set()
     for split in args.splits:

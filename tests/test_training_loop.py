@@ -158,7 +158,8 @@ def test_shipped_configs_load_and_name_registered_architectures(toy_manifest):
     for path in configs:
         cfg = load_config(path, manifest=str(toy_manifest))
         assert registry.get(cfg.architecture).name == cfg.architecture
-        chain = cfg.augment.build()  # a bad augmentation setting is a DataError here, not in a worker
+        babble_speech = (np.ones(1600, dtype=np.float32),) if cfg.augment.needs_babble else ()
+        chain = cfg.augment.build(babble_speech)  # a bad augmentation setting is a DataError here, not in a worker
         assert (chain is None) == (not cfg.augment.enabled), path.name
 
 
@@ -178,6 +179,42 @@ def test_augmentation_changes_training_windows_only(toy_manifest):
     assert -1.0 < snr < 6.0  # noise at 0-5 dB SNR was added
     evaluation = ds.WindowDataset(rows, efficientcnn_spec(), train=False, augment=cfg.augment.build())
     assert evaluation.augment is None
+
+
+def test_babble_augmentation_mixes_talkers_the_channel_benchmark_does_not_use(toy_manifest, bonafide_dir,
+                                                                             real_speech):
+    from training import babble
+    from training.config import AugmentConfig
+    from training.train import training_babble
+
+    train_bona = [r for r in ds.read_rows(bonafide_dir / "manifest.csv") if r.split == "train"]
+    held_out = {babble.talker(r) for r in babble.benchmark_rows(train_bona)}
+    picked = babble.training_rows(train_bona, 50)
+    assert len(picked) == 50 and not held_out & {babble.talker(r) for r in picked}
+    assert len({babble.talker(r) for r in picked}) > 10
+    # a source without speaker IDs counts as one talker per language, never one per clip
+    unlabelled = next(r for r in train_bona if not r.speaker)
+    assert babble.talker(unlabelled) == f"{unlabelled.source}:{unlabelled.language}"
+
+    augment = AugmentConfig(noise_prob=1.0, noise_snr_db=(5.0, 5.0), noise_kinds=("babble",), babble_clips=50)
+    cfg = toy_config(toy_manifest, augment=augment)
+    speech = training_babble(cfg, train_bona)
+    assert len(speech) == 50  # the picked clips, in order (the manifest rounds durations to 1 ms)
+    np.testing.assert_allclose([s.size for s in speech], [16000 * r.seconds for r in picked], atol=16)
+    clip = real_speech[:64000]
+    out, labels = cfg.augment.build(speech)(clip, 0)
+    assert labels == ["noise_babble"]
+    snr = 10 * np.log10(np.sum(clip.astype(np.float64) ** 2) / np.sum((out - clip).astype(np.float64) ** 2))
+    assert snr == pytest.approx(5.0, abs=0.1)
+    # the toy corpus's four train-split voices are all in the benchmark's babble: nothing left to mix
+    with pytest.raises(DataError, match="outside the channel benchmark's babble"):
+        prepare(cfg)
+    with pytest.raises(DataError, match="babble"):
+        cfg.augment.build()
+    with pytest.raises(DataError, match="noise_kinds"):
+        AugmentConfig(noise_kinds=("recorded",))
+    with pytest.raises(DataError, match="babble_clips"):
+        AugmentConfig(babble_clips=0)
 
 
 def test_dataset_windows_are_deterministic_per_epoch(toy_manifest):

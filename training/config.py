@@ -15,6 +15,8 @@ from typing import Any
 from edge_cm.errors import DataError
 
 CLASSES = ("bonafide", "spoof")
+NOISE_KINDS = ("white", "pink", "brown", "babble")
+"""Noise kinds a config may name (``training.augment.NOISE_KINDS`` without recorded noise, which needs files)."""
 LR_SCHEDULES = ("plateau", "cosine")
 
 
@@ -26,8 +28,13 @@ class AugmentConfig:
     """
 
     noise_prob: float = 0.0
-    """White/pink/brown noise (``AddNoise``) at an SNR (dB) drawn from ``noise_snr_db``."""
+    """Added noise (``AddNoise``) of one of ``noise_kinds`` at an SNR (dB) drawn from ``noise_snr_db``."""
     noise_snr_db: tuple[float, float] = (5.0, 20.0)
+    noise_kinds: tuple[str, ...] = ("white", "pink", "brown")
+    """Drawn uniformly per window from white, pink, brown and babble. Babble mixes 3-6 train-split
+    bona fide clips of speakers that the channel benchmark's babble does not use (``training.babble``)."""
+    babble_clips: int = 200
+    """At most this many clips make up the training babble (read once, before training)."""
     reverb_prob: float = 0.0
     """Simulated room reverberation (``RoomReverb``), RT60 (s) drawn from ``reverb_rt60_s``."""
     reverb_rt60_s: tuple[float, float] = (0.2, 0.8)
@@ -41,20 +48,37 @@ class AugmentConfig:
     """An ideal low-pass (``LowPass``) at a cut-off (Hz) drawn from ``lowpass_hz``: a narrower channel."""
     lowpass_hz: tuple[float, float] = (3400.0, 7000.0)
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.noise_kinds) - set(NOISE_KINDS))
+        if not self.noise_kinds or unknown:
+            raise DataError(f"augment: noise_kinds {unknown or 'empty'} not recognised",
+                            hint=f"use some of {', '.join(NOISE_KINDS)}")
+        if self.babble_clips < 1:
+            raise DataError(f"augment: babble_clips must be at least 1, got {self.babble_clips}")
+
+    @property
+    def needs_babble(self) -> bool:
+        """Whether :meth:`build` needs babble speech."""
+        return self.noise_prob > 0 and "babble" in self.noise_kinds
+
     @property
     def enabled(self) -> bool:
         return (self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0 or self.rawboost_prob > 0
                 or self.lowpass_prob > 0)
 
-    def build(self):
-        """The ``training.augment.RandomAugment`` chain, or None when every probability is 0."""
+    def build(self, babble_speech: tuple = ()):
+        """The ``training.augment.RandomAugment`` chain, or None when every probability is 0.
+
+        ``babble_speech``: 16 kHz float32 clips, needed when :attr:`needs_babble`."""
         if not self.enabled:
             return None
         from training import augment as aug
 
         steps = []
         if self.noise_prob > 0:
-            steps.append(aug.Step(aug.AddNoise(snr_db=tuple(self.noise_snr_db)), self.noise_prob))
+            noise = aug.AddNoise(snr_db=tuple(self.noise_snr_db), kinds=tuple(self.noise_kinds),
+                                 babble_speech=tuple(babble_speech) if self.needs_babble else ())
+            steps.append(aug.Step(noise, self.noise_prob))
         if self.reverb_prob > 0:
             steps.append(aug.Step(aug.RoomReverb(rt60_s=tuple(self.reverb_rt60_s)), self.reverb_prob))
         if self.rawboost_prob > 0:  # the device/channel after the room, before any codec

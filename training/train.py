@@ -41,6 +41,7 @@ from torch import nn
 
 from edge_cm.errors import DataError
 from edge_cm.features import FeatureSpec
+from training import babble
 from training import dataset as ds
 from training.config import CLASSES, TrainConfig, load_config
 from training.mixup import mix_batch
@@ -423,6 +424,18 @@ def without_systems(rows: list, names: list[str], manifest: str) -> list:
     return [r for r in rows if r.is_bonafide or r.system not in set(names)]
 
 
+def training_babble(cfg: TrainConfig, train_rows: list) -> tuple:
+    """The clips training babble is mixed from (``training.babble``), empty when the config adds no babble."""
+    if not cfg.augment.needs_babble:
+        return ()
+    rows = babble.training_rows([r for r in train_rows if r.is_bonafide], cfg.augment.babble_clips)
+    if not rows:
+        raise DataError("no train-split bona fide clips of speakers outside the channel benchmark's babble "
+                        "to make training babble from", path=cfg.manifest,
+                        hint="add bona fide speakers to the train split, or drop babble from augment.noise_kinds")
+    return babble.load(rows)
+
+
 def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, systems: list[str] | None = None,
             train_rows: list | None = None, val_rows: list | None = None) -> Prepared:
     """Model and datasets of ``cfg``: reads the manifest, computes normalisation stats if the
@@ -434,6 +447,7 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
         train_rows = train_rows if train_rows is not None else [r for r in rows if r.split == cfg.train_split]
         val_rows = val_rows if val_rows is not None else [r for r in rows if r.split == cfg.val_split]
     train_rows = without_systems(train_rows, cfg.exclude_systems, cfg.manifest)
+    babble_speech = training_babble(cfg, train_rows)
     train_rows = ds.subset(train_rows, cfg.max_train_files, cfg.seed)
     val_rows = ds.subset(val_rows, cfg.max_val_files, cfg.seed + 1)
     for name, part in (("train", train_rows), ("validation", val_rows)):
@@ -459,7 +473,7 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
     add_channel = len(arch.input_shape) == 3
     common = dict(spec=spec, seed=cfg.seed, window_seconds=cfg.window_seconds, systems=systems,
                   add_channel=add_channel)
-    train_set = ds.WindowDataset(train_rows, train=True, augment=cfg.augment.build(),
+    train_set = ds.WindowDataset(train_rows, train=True, augment=cfg.augment.build(babble_speech),
                                  paired_copies=cfg.paired_copies, **common)
     val_set = ds.WindowDataset(val_rows, train=False, **common)
     meta = {"architecture": cfg.architecture, "model_args": model_args, "feature_spec": spec.to_dict(),
