@@ -8,7 +8,9 @@ against all bona fide clips, and the false alarms and misses at the bundle's own
 on clean dev), since a threshold that drifts is what a deployed detector suffers first.
 
 The corruption of a clip depends only on ``--seed``, the clip's place in the manifest and the
-condition, so every bundle hears the same noisy audio. Babble is made of bona fide clips of the
+condition, so every bundle hears the same noisy audio. Each pooled EER carries a bootstrap interval
+(``--resamples`` draws of the clips within each stratum, as ``eer_uncertainty.py --unit clip``), and
+each bundle after the first its paired difference from the first under the same condition. Babble is made of bona fide clips of the
 manifest's train split, whose speakers are not those of dev or test; training babble never uses
 these talkers (``training.babble``).
 
@@ -28,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from benchmarks.report import check_unique, named_values, write_report  # noqa: E402  (needs REPO on the path)
+from training.uncertainty import check_resamples  # noqa: E402
 
 CLEAN = "clean"
 
@@ -71,6 +74,38 @@ def family_metrics(rows: list, scores: list[float], threshold: float) -> dict:
             "miss_percent": float(100 * np.mean(values[~bona] < threshold))}
 
 
+def paired_intervals(part: list, scores: dict, conds: dict, n_resamples: int, seed: int) -> dict:
+    """Condition -> ``training.uncertainty.bootstrap``'s pooled row (each bundle's interval, and the paired
+    difference of each later bundle from the first) over the clips every bundle scored in every condition."""
+    from training.uncertainty import bootstrap
+
+    keep = [i for i in range(len(part)) if all(s[c][i] is not None for s in scores.values() for c in conds)]
+    is_bona = np.array([part[i].is_bonafide for i in keep], dtype=bool)
+    systems = np.array([part[i].system for i in keep], dtype=str)
+    return {c: bootstrap({n: -np.array([s[c][i] for i in keep], dtype=np.float64) for n, s in scores.items()},
+                         is_bona, systems, n_resamples, seed)["rows"]["pooled"] for c in conds}  # higher = bona fide
+
+
+def paired_table(split: str, result: dict, names: list[str]) -> list[str]:
+    first = names[0]
+    lines = [f"### {split}: how sure", "", f"Pooled EER % with 95 % bootstrap intervals; each later bundle minus `{first}` under the same "
+             "condition, paired (the same resampled clips); 'lower in' is the share of resamples in which it was "
+             "the lower.", "", f"| condition | bundle | pooled EER % [95 %] | minus `{first}` [95 %] | lower in |",
+             "|---|---|---:|---:|---:|"]
+    for cond in result[first]["conditions"]:
+        for name in names:
+            m = result[name]["conditions"][cond]
+            lo, hi = m["eer_interval"]
+            cells = [cond, f"`{name}`", f"{m['eer']:.2f} [{lo:.2f}, {hi:.2f}]"]
+            if name == first:
+                cells += ["", ""]
+            else:
+                dlo, dhi = m["minus_first_interval"]
+                cells += [f"{m['minus_first']:+.2f} [{dlo:+.2f}, {dhi:+.2f}]", f"{m['lower_than_first_share']:.0f} %"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def table(split: str, result: dict, names: list[str], families: list[str]) -> list[str]:
     conds = list(next(iter(result.values()))["conditions"])
     lines = [f"## {split}", "", "| bundle | condition | pooled EER % | " + " | ".join(f"{f} EER %" for f in families)
@@ -95,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", action="append", required=True, metavar="NAME=PATH", help="a bundle folder (repeat)")
     p.add_argument("--manifest", required=True, type=Path, help="built corpus manifest")
     p.add_argument("--splits", nargs="+", default=["dev"], choices=("dev", "test"))
-    p.add_argument("--seed", type=int, default=0, help="seed of every corruption")
+    p.add_argument("--seed", type=int, default=0, help="seed of every corruption and of the bootstrap draws")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap draws per split and condition")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
+    check_resamples(args.resamples)
     bundles = named_values(args.bundle, "--bundle")
     names = [n for n, _ in bundles]
     check_unique(names)
@@ -131,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             results[split][n] = {
                 "threshold": det.threshold, "clips": len(kept), "no_speech_clips": len(part) - len(kept),
                 "conditions": {c: family_metrics(kept, [scores[n][c][i] for i in keep], det.threshold) for c in conds}}
+        for c, row in paired_intervals(part, scores, conds, args.resamples, args.seed).items():
+            for n in names:
+                m, b = results[split][n]["conditions"][c], row[n]
+                m["eer_interval"] = [100 * v for v in b["interval"]]
+                if "minus_first" in b:
+                    m["minus_first"] = 100 * b["minus_first"]
+                    m["minus_first_interval"] = [100 * v for v in b["minus_first_interval"]]
+                    m["lower_than_first_share"] = 100 * b["lower_than_first_share"]
     order = sorted(families)
     lines = ["# Noise and reverberation: dev and test heard through a room", "",
              "Every clip (bona fide and spoof) passed through each condition and scored by the runtime (4-s windows, "
@@ -138,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
              "dev). A family's EER is its spoofs against all bona fide clips. Babble: other speakers, from the train "
              "split.", "",
              "    python benchmarks/channel_robustness.py " + " ".join(f"--bundle {b}" for b in args.bundle)
-             + f" --manifest {args.manifest} --splits {' '.join(args.splits)} --seed {args.seed}", ""]
+             + f" --manifest {args.manifest} --splits {' '.join(args.splits)} --seed {args.seed}"
+             + f" --resamples {args.resamples}", ""]
     for split, result in results.items():
-        lines += table(split, result, names, order)
+        lines += table(split, result, names, order) + paired_table(split, result, names)
         lines += ["Clips scored: " + ", ".join(f"`{n}` {result[n]['clips']} ({result[n]['no_speech_clips']} without "
                                                 "speech in some condition, left out)" for n in names), ""]
     write_report(args.out, lines, results)

@@ -261,7 +261,13 @@ def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, floa
             "--out", str(out)]
     assert ch.main(args) == 0
     res = json.loads(out.with_suffix(".json").read_text())["dev"]
-    assert res["a"] == res["b"] and (res["a"]["clips"], res["a"]["no_speech_clips"]) == (10, 1)
+    paired = ("minus_first", "minus_first_interval", "lower_than_first_share")
+    for cond, m in res["b"]["conditions"].items():  # the same bundle twice: no difference in any resample
+        assert (m["minus_first"], m["minus_first_interval"], m["lower_than_first_share"]) == (0.0, [0.0, 0.0], 0.0)
+        lo, hi = m["eer_interval"]
+        assert lo <= m["eer"] <= hi and hi > lo, cond
+        assert {k: v for k, v in m.items() if k not in paired} == res["a"]["conditions"][cond]
+    assert (res["a"]["clips"], res["a"]["no_speech_clips"]) == (10, 1)
     assert list(res["a"]["conditions"]) == list(ch.conditions((np.ones(100, np.float32),)))
     clean = res["a"]["conditions"][ch.CLEAN]
     expected = split_metrics(*score_clips(float_bundle, dev_rows))
@@ -273,6 +279,8 @@ def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, floa
     with pytest.raises(EdgeCMError, match="names repeat"):
         ch.main(["--bundle", f"a={float_bundle}", "--bundle", f"a={float_bundle}", "--manifest", str(manifest),
                  "--out", str(bad)])
+    with pytest.raises(DataError, match="too few"):
+        ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(manifest), "--resamples", "10", "--out", str(bad)])
     no_train = write_manifest_csv(dev_rows, tmp_path / "n.csv")
     with pytest.raises(DataError, match="babble"):
         ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(no_train), "--out", str(bad)])

@@ -782,3 +782,26 @@ def test_spec_mel_cnn_with_a_one_class_head_trains_and_exports_to_onnx(toy_manif
         want = exported(x).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert got[0, 0] == pytest.approx(-got[0, 1], abs=1e-5)
+
+
+def test_adapting_a_babble_trained_model_mixes_babble_from_the_whole_bonafide_train_split(
+        toy_manifest, trained_run, bonafide_dir, tmp_path):
+    """The adaptation sample is a handful of clips, all of whose talkers may be held out for the channel
+    benchmark; babble then comes from every train-split clip of ``--bonafide``, not from the sample."""
+    from training import babble
+    from training.adapt import adapt
+
+    _, _, run_dir = trained_run
+    ckpt = torch.load(run_dir / "best.pt", weights_only=False)
+    ckpt["config"]["augment"].update(noise_prob=1.0, noise_kinds=["babble"], babble_clips=20)
+    torch.save(ckpt, tmp_path / "babble.pt")
+    rows = ds.read_rows(toy_manifest)
+    shared_train = [r for r in ds.read_rows(bonafide_dir / "manifest.csv") if r.split == "train"]
+    bona = [r for r in rows if r.is_bonafide] + shared_train
+    held = [replace(r, split="train" if i % 2 else "dev")
+            for i, r in enumerate(r for r in rows if r.system == "espeak_f3")]
+    tuned = adapt(tmp_path / "babble.pt", bona, held, 0.002, tmp_path / "ft", max_epochs=1, batch_size=4,
+                  num_workers=0, progress=False)
+    noise = tuned.train_set.augment.steps[0].transform
+    assert noise.kinds == ("babble",) and len(noise.babble_speech) == 20
+    assert len(babble.training_rows([r for r in tuned.train_set.rows if r.is_bonafide], 20)) < 20

@@ -54,15 +54,19 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
     train_rows = (take_fraction([r for r in bonafide_rows if r.split == "train"], fraction, seed)
                   + take_fraction([r for r in spoof_rows if r.split == "train"], fraction, seed + 1))
     val_rows = [r for r in bonafide_rows + spoof_rows if r.split == "dev"]
+    # a model trained with babble keeps it, mixed from all train-split bona fide clips, not the sample
+    babble_rows = [r for r in bonafide_rows if r.split == "train"]
     cfg = replace(base, seed=seed, lr=lr if lr is not None else (base.lr if scratch else base.lr / 10),
                   max_epochs=max_epochs or base.max_epochs, batch_size=batch_size or base.batch_size,
                   num_workers=base.num_workers if num_workers is None else num_workers,
                   max_train_files=0, max_val_files=0, progress=progress)
     if scratch:
-        prepared = prepare(cfg, systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows)
+        prepared = prepare(cfg, systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
+                           babble_rows=babble_rows)
     else:
         prepared = prepare(cfg, feature_spec=FeatureSpec.from_dict(ckpt["feature_spec"]),
-                           systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows)
+                           systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
+                           babble_rows=babble_rows)
         load_weights(prepared.model, ckpt["model_state"], checkpoint)
     out = Path(out_dir)
     if (out / "last.pt").exists():

@@ -437,17 +437,19 @@ def training_babble(cfg: TrainConfig, train_rows: list) -> tuple:
 
 
 def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, systems: list[str] | None = None,
-            train_rows: list | None = None, val_rows: list | None = None) -> Prepared:
+            train_rows: list | None = None, val_rows: list | None = None,
+            babble_rows: list | None = None) -> Prepared:
     """Model and datasets of ``cfg``: reads the manifest, computes normalisation stats if the
     architecture needs them (unless ``feature_spec`` is given, e.g. when fine-tuning) and
-    fixes the source classes (``systems``) of multi-task models."""
+    fixes the source classes (``systems``) of multi-task models. Training babble, if the config adds
+    it, is drawn from ``babble_rows`` (default: the training rows)."""
     arch = registry.get(cfg.architecture)
     if train_rows is None or val_rows is None:
         rows = ds.read_rows(cfg.manifest)
         train_rows = train_rows if train_rows is not None else [r for r in rows if r.split == cfg.train_split]
         val_rows = val_rows if val_rows is not None else [r for r in rows if r.split == cfg.val_split]
     train_rows = without_systems(train_rows, cfg.exclude_systems, cfg.manifest)
-    babble_speech = training_babble(cfg, train_rows)
+    babble_speech = training_babble(cfg, train_rows if babble_rows is None else babble_rows)
     train_rows = ds.subset(train_rows, cfg.max_train_files, cfg.seed)
     val_rows = ds.subset(val_rows, cfg.max_val_files, cfg.seed + 1)
     for name, part in (("train", train_rows), ("validation", val_rows)):
