@@ -10,7 +10,10 @@ on clean dev), since a threshold that drifts is what a deployed detector suffers
 The corruption of a clip depends only on ``--seed``, the clip's place in the manifest and the
 condition, so every bundle hears the same noisy audio. Each pooled EER carries a bootstrap interval
 (``--resamples`` draws of the clips within each stratum, as ``eer_uncertainty.py --unit clip``), and
-each bundle after the first its paired difference from the first under the same condition. Babble is made of bona fide clips of the
+each bundle after the first its paired difference from the first under the same condition. With
+dev and test both scored, it also chooses a threshold per condition the way ``edge-cm calibrate``
+would (5 % false alarms on dev's real clips heard through that condition) and reports test's false
+alarms and misses at it: what recalibrating in the room buys, on speakers it was not chosen on. Babble is made of bona fide clips of the
 manifest's train split, whose speakers are not those of dev or test; training babble never uses
 these talkers (``training.babble``).
 
@@ -33,6 +36,8 @@ from benchmarks.report import check_unique, named_values, write_report  # noqa: 
 from training.uncertainty import check_resamples  # noqa: E402
 
 CLEAN = "clean"
+ROOM_FALSE_ALARMS = 0.05
+"""False-alarm target of the threshold chosen per condition on dev's real clips (``edge-cm calibrate``'s default)."""
 
 
 def conditions(babble_speech: tuple[np.ndarray, ...]) -> dict:
@@ -84,6 +89,33 @@ def paired_intervals(part: list, scores: dict, conds: dict, n_resamples: int, se
     systems = np.array([part[i].system for i in keep], dtype=str)
     return {c: bootstrap({n: -np.array([s[c][i] for i in keep], dtype=np.float64) for n, s in scores.items()},
                          is_bona, systems, n_resamples, seed)["rows"]["pooled"] for c in conds}  # higher = bona fide
+
+
+def room_threshold(dev: tuple[list, list], test: tuple[list, list]) -> dict:
+    """The threshold ``edge-cm calibrate`` chooses from dev's bona fide clip scores (``(rows, scores)``)
+    at :data:`ROOM_FALSE_ALARMS`, and test's false alarms and misses (%) at it."""
+    from edge_cm.calibrate import threshold_for
+
+    threshold = threshold_for([s for r, s in zip(*dev) if r.is_bonafide], ROOM_FALSE_ALARMS)
+    bona = np.array([s for r, s in zip(*test) if r.is_bonafide])
+    spoof = np.array([s for r, s in zip(*test) if not r.is_bonafide])
+    return {"threshold": threshold, "false_alarm_percent": float(100 * np.mean(bona >= threshold)),
+            "miss_percent": float(100 * np.mean(spoof < threshold))}
+
+
+def room_table(result: dict, names: list[str]) -> list[str]:
+    lines = ["## A threshold chosen in the room", "",
+             f"Per condition, the threshold `edge-cm calibrate` chooses from dev's real clips heard through it "
+             f"({100 * ROOM_FALSE_ALARMS:g} % false alarms there), then test's false alarms and misses at it, "
+             "through the same condition; beside them, test's at the bundle's own threshold.", "",
+             "| bundle | condition | threshold | test false alarms % | test misses % | at the bundle's threshold: "
+             "false alarms % | misses % |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name in names:
+        for cond, m in result[name]["conditions"].items():
+            r = m["room_threshold"]
+            lines.append(f"| `{name}` | {cond} | {r['threshold']:.4f} | {r['false_alarm_percent']:.1f} | "
+                         f"{r['miss_percent']:.1f} | {m['false_alarm_percent']:.1f} | {m['miss_percent']:.1f} |")
+    return lines + [""]
 
 
 def paired_table(split: str, result: dict, names: list[str]) -> list[str]:
@@ -144,8 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     if not train_bona:
         raise DataError("the manifest has no train-split bona fide clips to make babble from", path=args.manifest,
                         hint="pass a built corpus manifest (edge-cm-train corpus build)")
+    dev_bona = sum(r.split == "dev" and r.is_bonafide for r in rows)
+    if {"dev", "test"} <= set(args.splits) and dev_bona < round(1 / ROOM_FALSE_ALARMS):
+        raise DataError(f"{dev_bona} dev bona fide clips cannot resolve a {100 * ROOM_FALSE_ALARMS:g} % false-alarm "
+                        "threshold", path=args.manifest, hint="score --splits dev alone, or grow the dev split")
     conds = conditions(babble.load(babble.benchmark_rows(train_bona)))
     results: dict = {}
+    heard_scores: dict = {}  # split -> bundle -> condition -> (rows, clip scores) of the clips kept
     families: set[str] = set()
     for split in args.splits:
         part = [r for r in rows if r.split == split]
@@ -165,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             # A clip without speech in any condition leaves every condition, so all compare the same clips.
             keep = [i for i in range(len(part)) if all(scores[n][c][i] is not None for c in conds)]
             kept = [part[i] for i in keep]
+            heard_scores.setdefault(split, {})[n] = {c: (kept, [scores[n][c][i] for i in keep]) for c in conds}
             results[split][n] = {
                 "threshold": det.threshold, "clips": len(kept), "no_speech_clips": len(part) - len(kept),
                 "conditions": {c: family_metrics(kept, [scores[n][c][i] for i in keep], det.threshold) for c in conds}}
@@ -177,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                     m["minus_first_interval"] = [100 * v for v in b["minus_first_interval"]]
                     m["lower_than_first_share"] = 100 * b["lower_than_first_share"]
     order = sorted(families)
+    if {"dev", "test"} <= set(results):
+        for n in names:
+            for c in conds:
+                results["test"][n]["conditions"][c]["room_threshold"] = room_threshold(
+                    heard_scores["dev"][n][c], heard_scores["test"][n][c])
     lines = ["# Noise and reverberation: dev and test heard through a room", "",
              "Every clip (bona fide and spoof) passed through each condition and scored by the runtime (4-s windows, "
              "2-s hop); EERs of clip scores; false alarms and misses at each bundle's own threshold (chosen on clean "
@@ -189,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += table(split, result, names, order) + paired_table(split, result, names)
         lines += ["Clips scored: " + ", ".join(f"`{n}` {result[n]['clips']} ({result[n]['no_speech_clips']} without "
                                                 "speech in some condition, left out)" for n in names), ""]
+    if {"dev", "test"} <= set(results):
+        lines += room_table(results["test"], names)
     write_report(args.out, lines, results)
     return 0
 

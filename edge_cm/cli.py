@@ -1,4 +1,4 @@
-"""``edge-cm``: detect, listen, info, demo.
+"""``edge-cm``: detect, listen, calibrate, info, demo.
 
 Exit codes: 0 = ran and every input was scored (whatever the verdict: a spoof
 verdict is a result, not a failure; read it from the output or ``--json``);
@@ -29,7 +29,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detector import load
 
     detector = load(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision,
-                    hop_seconds=args.hop)
+                    hop_seconds=args.hop, threshold=args.threshold)
     results, failed, spoofed = [], 0, 0
     for path in args.files:
         try:
@@ -78,7 +78,29 @@ def cmd_listen(args: argparse.Namespace) -> int:
         print(list_devices())
         return EXIT_OK
     return listen(bundle=args.bundle, device=args.device, backend=args.backend, threads=args.threads,
-                  hop_seconds=args.hop, seconds=args.seconds)
+                  hop_seconds=args.hop, seconds=args.seconds, threshold=args.threshold)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+    from .detector import load
+
+    detector = load(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision,
+                    hop_seconds=args.hop)
+    cal = calibrate(detector, args.files, args.false_alarms / 100.0)
+    if args.json:
+        print(json.dumps(cal.to_dict(), indent=2))
+        return EXIT_OK
+    sys.stdout.write(_untrained_banner(detector))
+    print(f"{cal.clips} clips of real speech scored" + (f"; {len(cal.no_speech)} without speech left out: "
+                                                         + ", ".join(cal.no_speech) if cal.no_speech else ""))
+    print(f"bundle threshold {cal.bundle_threshold:.6f}: {100 * cal.bundle_false_alarms:.1f} % of them are false alarms")
+    print(f"threshold {cal.threshold:.6f}: {100 * cal.false_alarms:.1f} % false alarms "
+          f"(target {100 * cal.target_false_alarms:g} %)")
+    print(f"use it: edge-cm detect --threshold {cal.threshold:.6f} ... or edge_cm.load(threshold={cal.threshold:.6f})")
+    if cal.threshold > cal.bundle_threshold:
+        print("a higher threshold lets more spoofs pass; spoofs played in this room were not measured")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -98,10 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
         sp.add_argument("--hop", type=float, default=None, help="seconds between 4-s windows (default 2.0)")
 
+    def threshold_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--threshold", type=float, default=None,
+                        help="P(spoof) at or above which a verdict is spoof (default: the bundle's; see calibrate)")
+
     d = sub.add_parser("detect", help="score audio files")
     d.add_argument("files", nargs="+", type=Path)
     model_opts(d)
     d.add_argument("--precision", choices=["float32", "int8"], default=None)
+    threshold_opt(d)
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.add_argument("--windows", action="store_true", help="also print every window")
     d.add_argument("--fail-on-spoof", action="store_true", help=f"exit {EXIT_SPOOF} if any clip is judged spoof")
@@ -112,7 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
     li.add_argument("--list-devices", action="store_true")
     li.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    threshold_opt(li)
     li.set_defaults(func=cmd_listen)
+
+    ca = sub.add_parser("calibrate", help="choose a threshold from real speech recorded where the device listens")
+    ca.add_argument("files", nargs="+", type=Path, help="real (bona fide) speech only")
+    model_opts(ca)
+    ca.add_argument("--precision", choices=["float32", "int8"], default=None)
+    ca.add_argument("--false-alarms", type=float, default=5.0, metavar="PERCENT",
+                    help="largest share of these clips judged spoof (default 5)")
+    ca.add_argument("--json", action="store_true", help="machine-readable output")
+    ca.set_defaults(func=cmd_calibrate)
 
     i = sub.add_parser("info", help="show a bundle's metadata, size and profile")
     i.add_argument("bundle", nargs="?", type=Path, default=None)

@@ -89,7 +89,7 @@ class Detector:
     """Streaming spoof detector over fixed windows. Create with :func:`edge_cm.load`."""
 
     def __init__(self, bundle: Bundle, backend: Backend, hop_seconds: float | None = None,
-                 gate: SpeechGate | None = None):
+                 gate: SpeechGate | None = None, threshold: float | None = None):
         meta = bundle.meta
         if meta.sample_rate != TARGET_SAMPLE_RATE:
             raise EdgeCMError(f"bundle sample rate {meta.sample_rate} Hz is not supported", path=bundle.path)
@@ -101,6 +101,7 @@ class Detector:
         hop_s = meta.default_hop_seconds if hop_seconds is None else float(hop_seconds)
         if not hop_s > 0:
             raise EdgeCMError(f"hop must be positive seconds, got {hop_seconds}", hint="e.g. --hop 2.0")
+        self._threshold = float(meta.threshold) if threshold is None else check_threshold(threshold)
         self._window = int(meta.window_samples)
         self._hop = align_hop(int(round(hop_s * meta.sample_rate)), self.spec.frame_hop)
         self._frames_per_window = self.spec.n_frames(self._window)
@@ -124,7 +125,9 @@ class Detector:
 
     @property
     def threshold(self) -> float:
-        return float(self.bundle.meta.threshold)
+        """Score (P(spoof)) at or above which a window or clip is judged spoof: the bundle's, chosen on
+        its dev set, unless ``load(threshold=...)`` set one (see ``edge-cm calibrate``)."""
+        return self._threshold
 
     @property
     def untrained(self) -> bool:
@@ -269,14 +272,26 @@ class Detector:
         meta = self.bundle.meta
         z = meta.score_scale * spoof_log_odds(logits) + meta.score_bias
         score = float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
-        verdict = SPOOF if score >= meta.threshold else BONAFIDE
+        verdict = SPOOF if score >= self._threshold else BONAFIDE
         return WindowResult(idx, start / sr, end / sr, score, verdict, fraction, looped,
                             tuple(float(v) for v in logits))
 
 
+def check_threshold(threshold: float) -> float:
+    """``threshold`` as a float in (0, 1], or an :class:`EdgeCMError` (scores are probabilities)."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 < value <= 1.0:
+        raise EdgeCMError(f"threshold must be a spoof probability in (0, 1], got {threshold!r}",
+                          hint="edge-cm calibrate chooses one from real speech recorded on your device")
+    return value
+
+
 def load(bundle: str | Path | None = None, backend: str = "auto", threads: int = 1,
          precision: str | None = None, hop_seconds: float | None = None,
-         gate: SpeechGate | None = None) -> Detector:
+         gate: SpeechGate | None = None, threshold: float | None = None) -> Detector:
     """Create a :class:`Detector`.
 
     Args:
@@ -285,8 +300,10 @@ def load(bundle: str | Path | None = None, backend: str = "auto", threads: int =
         threads: intra-op threads of the backend (1 keeps latency predictable on devices).
         precision: ``float32`` or ``int8``; None lets ``auto`` prefer float32.
         hop_seconds: seconds between window starts; None = the bundle's default (2 s).
+        threshold: P(spoof) at or above which a verdict is spoof; None = the bundle's (chosen on its
+            dev set). ``edge-cm calibrate`` picks one from real speech recorded where the device listens.
     """
     path = default_bundle_path() if bundle is None else Path(bundle)
     b = load_bundle(path)
     return Detector(b, open_backend(b, backend=backend, threads=threads, precision=precision),
-                    hop_seconds=hop_seconds, gate=gate)
+                    hop_seconds=hop_seconds, gate=gate, threshold=threshold)

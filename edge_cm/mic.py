@@ -74,16 +74,18 @@ def open_microphone(device: str | int | None, sample_rate: int) -> InputStream:
 
 
 def listen(bundle=None, device=None, backend: str = "auto", threads: int = 1, hop_seconds: float | None = None,
-           seconds: float | None = None, stream: InputStream | None = None, out: TextIO | None = None) -> int:
+           seconds: float | None = None, stream: InputStream | None = None, out: TextIO | None = None,
+           threshold: float | None = None) -> int:
     """Score the microphone window by window, printing one line per window; returns an exit code.
 
     ``stream`` injects any object with ``read(frames) -> (array, overflowed)`` instead of a
-    sound card (tests, or a custom audio source); ``seconds`` stops after that much audio.
+    sound card (tests, or a custom audio source); ``seconds`` stops after that much audio;
+    ``threshold`` replaces the bundle's (see ``edge-cm calibrate``).
     """
     from .detector import load
 
     out = out or sys.stdout
-    detector = load(bundle, backend=backend, threads=threads, hop_seconds=hop_seconds)
+    detector = load(bundle, backend=backend, threads=threads, hop_seconds=hop_seconds, threshold=threshold)
     stream = stream or open_microphone(device, detector.sample_rate)
     rate = int(stream.samplerate)
     resampler = StreamingResampler(rate, detector.sample_rate)

@@ -7,6 +7,9 @@ window does not trigger it, and clears it after a bona fide window.
 
     python firmware_demo/voice_guard.py --file call.wav          # simulate with a file
     python firmware_demo/voice_guard.py --device 2               # live microphone
+
+Install it with a threshold chosen where it will listen: record real speech there, run
+``edge-cm calibrate room/*.wav`` and pass the printed value as ``--threshold``.
 """
 from __future__ import annotations
 
@@ -81,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", type=Path, help="play this file instead of the microphone")
     ap.add_argument("--device", default=None, help="microphone (see edge-cm listen --list-devices)")
     ap.add_argument("--consecutive", type=int, default=2)
+    ap.add_argument("--threshold", type=float, default=None, help="from edge-cm calibrate (default: the bundle's)")
     args = ap.parse_args(argv)
     try:
-        detector = edge_cm.load(args.bundle)
+        detector = edge_cm.load(args.bundle, threshold=args.threshold)
         guard = VoiceGuard(detector, consecutive=args.consecutive,
                            on_event=lambda e: print(f"{e.time:7.1f} s  {e.kind.upper():5}  score {e.score:.3f}"))
         if args.file:

@@ -13,6 +13,8 @@ from edge_cm.errors import DataError
 from training.corpus.pairs import copy_stem
 from training.data.manifest import ManifestRow
 
+from conftest import pick_clips
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -232,6 +234,46 @@ def test_channel_corruption_is_fixed_by_seed_clip_and_condition(real_speech):
     pink = ch.corrupt(clip, dict(conds)["pink noise 20 dB"], 0, 3, 1).astype(np.float64)
     snr = 10 * np.log10(power(clip) / power(pink - clip))
     assert snr == pytest.approx(20.0, abs=0.1)
+
+
+def test_channel_robustness_chooses_a_room_threshold_on_dev_and_judges_it_on_test(tmp_path, float_bundle,
+                                                                                  bonafide_dir, bonafide_rows):
+    """With dev and test scored, each condition gets the threshold edge-cm calibrate would choose from dev's
+    real clips heard through it; test's false alarms and misses are then measured at that threshold."""
+    import json
+
+    from edge_cm.calibrate import threshold_for
+    from training.data.manifest import write_manifest_csv
+    from training.release import score_clips
+
+    ch = _script("channel_robustness")
+
+    def row(r, split, spoof=False):
+        return ManifestRow(path=str(bonafide_dir / r["path"]), label="spoof" if spoof else "bonafide",
+                           family="tts" if spoof else "bonafide", system="s1" if spoof else "", split=split,
+                           speaker=r["speaker"], source=r["source"])
+
+    train = [row(r, "train") for r in pick_clips(bonafide_rows, "train", 4, 1.0, 4.0)]
+    dev = [row(r, "dev", spoof=k >= 20) for k, r in enumerate(pick_clips(bonafide_rows, "dev", 23, 1.0, 4.0))]
+    test = [row(r, "test", spoof=k % 2 == 1) for k, r in enumerate(pick_clips(bonafide_rows, "test", 8, 1.0, 4.0))]
+    manifest = write_manifest_csv(train + dev + test, tmp_path / "m.csv")
+    out = tmp_path / "c.md"
+    assert ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(manifest), "--splits", "dev", "test",
+                    "--resamples", "200", "--out", str(out)]) == 0
+    clean = json.loads(out.with_suffix(".json").read_text())["test"]["a"]["conditions"][ch.CLEAN]["room_threshold"]
+    dev_rows, dev_scores = score_clips(float_bundle, dev)
+    expected = threshold_for([s for r, s in zip(dev_rows, dev_scores) if r.is_bonafide], ch.ROOM_FALSE_ALARMS)
+    test_rows, test_scores = score_clips(float_bundle, test)
+    bona = np.array([s for r, s in zip(test_rows, test_scores) if r.is_bonafide])
+    spoof = np.array([s for r, s in zip(test_rows, test_scores) if not r.is_bonafide])
+    assert clean["threshold"] == expected
+    assert clean["false_alarm_percent"] == pytest.approx(100 * np.mean(bona >= expected))
+    assert clean["miss_percent"] == pytest.approx(100 * np.mean(spoof < expected))
+    assert "A threshold chosen in the room" in out.read_text()
+    too_few = write_manifest_csv(train + dev[15:] + test, tmp_path / "f.csv")  # 5 dev bona fide clips
+    with pytest.raises(DataError, match="cannot resolve a 5 % false-alarm threshold"):
+        ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(too_few), "--splits", "dev", "test",
+                 "--out", str(tmp_path / "g.md")])
 
 
 def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, float_bundle, bonafide_dir, bonafide_rows):

@@ -46,6 +46,18 @@ def test_guard_runs_on_a_real_file_stream(detector):
         assert seen[0].kind == "alert" and seen[0].time == first_spoof.end
 
 
+def test_cli_alerts_by_the_threshold_it_is_given(capsys, float_bundle):
+    clip = next(c for c in __import__("edge_cm.demo", fromlist=["x"]).demo_clips() if c["label"] == "spoof")
+    counts = {}
+    for threshold in ("1e-6", "1.0"):  # below every window score, then above every one
+        assert main(["--bundle", str(float_bundle), "--file", str(clip["path"]), "--consecutive", "1",
+                     "--threshold", threshold]) == 0
+        counts[threshold] = capsys.readouterr().out.count("ALERT")
+    assert counts == {"1e-6": 1, "1.0": 0}
+    assert main(["--bundle", str(float_bundle), "--file", str(clip["path"]), "--threshold", "0"]) == 2
+    assert "threshold must be a spoof probability" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_input(tmp_path, capsys, float_bundle):
     bad = tmp_path / "x.wav"
     bad.write_text("nope")

@@ -61,6 +61,20 @@ def test_listen_scores_a_48k_stream_like_offline(float_bundle, real_speech):
     assert lines[-1].endswith("input overflows: 2")
 
 
+def test_listen_judges_windows_by_the_threshold_it_is_given(float_bundle, real_speech):
+    """A calibrated threshold (edge-cm calibrate) reaches the live verdicts: the same stream is all spoof
+    below every window's score and all bona fide above it. The sound card is a scripted stream."""
+    speech = real_speech[:8 * 16000]
+    scores = [w.score for w in edge_cm.load(float_bundle).detect_array(speech, 16000).windows]
+    verdicts = {}
+    for name, threshold in (("low", min(scores) / 2), ("high", 1.0)):
+        out = io.StringIO()
+        assert listen(bundle=float_bundle, stream=ScriptedStream(speech, 16000, ()), seconds=8.0, out=out,
+                      threshold=threshold) == 0
+        verdicts[name] = {ln.split()[2] for ln in out.getvalue().splitlines() if ln.strip().endswith("dBFS")}
+    assert verdicts == {"low": {"spoof"}, "high": {"bonafide"}}
+
+
 def test_missing_device_is_a_clear_error(float_bundle, monkeypatch):
     pytest.importorskip("sounddevice")
     from edge_cm.mic import open_microphone
