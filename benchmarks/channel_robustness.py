@@ -13,9 +13,9 @@ condition, so every bundle hears the same noisy audio. Each pooled EER carries a
 each bundle after the first its paired difference from the first under the same condition. With
 dev and test both scored, it also chooses a threshold per condition the way ``edge-cm calibrate``
 would (5 % false alarms on dev's real clips heard through that condition) and reports test's false
-alarms and misses at it: what recalibrating in the room buys, on speakers it was not chosen on. Babble is made of bona fide clips of the
-manifest's train split, whose speakers are not those of dev or test; training babble never uses
-these talkers (``training.babble``).
+alarms and misses at it: what recalibrating in the room buys, on speakers it was not chosen on.
+Babble is made of bona fide clips of the manifest's train split, whose speakers are not those of
+dev or test; training babble never uses these talkers (``training.babble``).
 
     python benchmarks/channel_robustness.py --bundle default=edge_cm/assets/models/default \\
         --bundle other=bundles/other --manifest devcorpus/manifest.csv --splits dev \\
@@ -120,7 +120,8 @@ def room_table(result: dict, names: list[str]) -> list[str]:
 
 def paired_table(split: str, result: dict, names: list[str]) -> list[str]:
     first = names[0]
-    lines = [f"### {split}: how sure", "", f"Pooled EER % with 95 % bootstrap intervals; each later bundle minus `{first}` under the same "
+    lines = [f"### {split}: how sure", "",
+             f"Pooled EER % with 95 % bootstrap intervals; each later bundle minus `{first}` under the same "
              "condition, paired (the same resampled clips); 'lower in' is the share of resamples in which it was "
              "the lower.", "", f"| condition | bundle | pooled EER % [95 %] | minus `{first}` [95 %] | lower in |",
              "|---|---|---:|---:|---:|"]

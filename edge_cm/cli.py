@@ -94,12 +94,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     sys.stdout.write(_untrained_banner(detector))
     print(f"{cal.clips} clips of real speech scored" + (f"; {len(cal.no_speech)} without speech left out: "
                                                          + ", ".join(cal.no_speech) if cal.no_speech else ""))
-    print(f"bundle threshold {cal.bundle_threshold:.6f}: {100 * cal.bundle_false_alarms:.1f} % of them are false alarms")
+    print(f"bundle threshold {cal.bundle_threshold:.6f}: "
+          f"{100 * cal.bundle_false_alarms:.1f} % of them are false alarms")
     print(f"threshold {cal.threshold:.6f}: {100 * cal.false_alarms:.1f} % false alarms "
           f"(target {100 * cal.target_false_alarms:g} %)")
     print(f"use it: edge-cm detect --threshold {cal.threshold:.6f} ... or edge_cm.load(threshold={cal.threshold:.6f})")
     if cal.threshold > cal.bundle_threshold:
-        print("a higher threshold lets more spoofs pass; spoofs played in this room were not measured")
+        print("above the bundle's threshold: more spoofs pass; spoofs played in this room were not measured")
+    else:
+        print("below the bundle's threshold: more spoofs are caught, at up to the target's false alarms here")
     return EXIT_OK
 
 
