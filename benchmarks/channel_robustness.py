@@ -57,6 +57,19 @@ def conditions(babble_speech: tuple[np.ndarray, ...]) -> dict:
     }
 
 
+def manifest_conditions(rows: list, manifest: Path) -> dict:
+    """:func:`conditions` with babble from the manifest's train-split bona fide clips
+    (``training.babble.benchmark_rows``); a typed error when there are none."""
+    from edge_cm.errors import DataError
+    from training import babble
+
+    train_bona = [r for r in rows if r.split == "train" and r.is_bonafide]
+    if not train_bona:
+        raise DataError("the manifest has no train-split bona fide clips to make babble from", path=manifest,
+                        hint="pass a built corpus manifest (edge-cm-train corpus build)")
+    return conditions(babble.load(babble.benchmark_rows(train_bona)))
+
+
 def corrupt(audio: np.ndarray, transform, seed: int, clip: int, condition: int) -> np.ndarray:
     """``audio`` through ``transform`` with a generator fixed by (seed, clip, condition)."""
     if transform is None:
@@ -156,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     import edge_cm
     from edge_cm.audio import read_audio
     from edge_cm.errors import DataError
-    from training import babble
     from training.dataset import read_rows
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,15 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     check_unique(names)
     detectors = {n: edge_cm.load(Path(b)) for n, b in bundles}
     rows = read_rows(args.manifest)
-    train_bona = [r for r in rows if r.split == "train" and r.is_bonafide]
-    if not train_bona:
-        raise DataError("the manifest has no train-split bona fide clips to make babble from", path=args.manifest,
-                        hint="pass a built corpus manifest (edge-cm-train corpus build)")
     dev_bona = sum(r.split == "dev" and r.is_bonafide for r in rows)
     if {"dev", "test"} <= set(args.splits) and dev_bona < round(1 / ROOM_FALSE_ALARMS):
         raise DataError(f"{dev_bona} dev bona fide clips cannot resolve a {100 * ROOM_FALSE_ALARMS:g} % false-alarm "
                         "threshold", path=args.manifest, hint="score --splits dev alone, or grow the dev split")
-    conds = conditions(babble.load(babble.benchmark_rows(train_bona)))
+    conds = manifest_conditions(rows, args.manifest)
     results: dict = {}
     heard_scores: dict = {}  # split -> bundle -> condition -> (rows, clip scores) of the clips kept
     families: set[str] = set()

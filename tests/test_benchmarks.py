@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,56 @@ def test_channel_corruption_is_fixed_by_seed_clip_and_condition(real_speech):
     assert snr == pytest.approx(20.0, abs=0.1)
 
 
+def _room_rows(bonafide_dir, bonafide_rows) -> tuple[list, list, list]:
+    """Train, dev and test rows of real clips: 20 dev bona fide clips (enough for a 5 % threshold) and
+    3 dev spoofs, 4 + 4 test clips. Labels of the spoofs are arbitrary: the checks are on the arithmetic."""
+    def row(r, split, spoof=False):
+        return ManifestRow(path=str(bonafide_dir / r["path"]), label="spoof" if spoof else "bonafide",
+                           family="tts" if spoof else "bonafide", system="s1" if spoof else "", split=split,
+                           speaker=r["speaker"], source=r["source"])
+
+    train = [row(r, "train") for r in pick_clips(bonafide_rows, "train", 4, 1.0, 4.0)]
+    dev = [row(r, "dev", spoof=k >= 20) for k, r in enumerate(pick_clips(bonafide_rows, "dev", 23, 1.0, 4.0))]
+    test = [row(r, "test", spoof=k % 2 == 1) for k, r in enumerate(pick_clips(bonafide_rows, "test", 8, 1.0, 4.0))]
+    return train, dev, test
+
+
+def test_calibration_size_spreads_test_false_alarms_over_draws_and_matches_the_room_threshold(
+        tmp_path, float_bundle, bonafide_dir, bonafide_rows):
+    """With every dev clip the threshold is the channel benchmark's room threshold (one draw, the same
+    test figures); with fewer clips the draws spread around it."""
+    import json
+
+    from training.data.manifest import write_manifest_csv
+
+    ch, cs = _script("channel_robustness"), _script("calibration_size")
+    train, dev, test = _room_rows(bonafide_dir, bonafide_rows)
+    manifest = write_manifest_csv(train + dev + test, tmp_path / "m.csv")
+    cond = "white noise 10 dB"
+    assert cs.main(["--bundle", str(float_bundle), "--manifest", str(manifest), "--condition", cond,
+                    "--sizes", "20", "--draws", "50", "--out", str(tmp_path / "s.md")]) == 0
+    sizes = json.loads((tmp_path / "s.json").read_text())["sizes"]
+    assert [(r["size"], r["draws"]) for r in sizes] == [(20, 1)]  # 20 is every dev bona fide clip here
+    assert ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(manifest), "--splits", "dev", "test",
+                    "--resamples", "200", "--out", str(tmp_path / "c.md")]) == 0
+    room = json.loads((tmp_path / "c.json").read_text())["test"]["a"]["conditions"][cond]["room_threshold"]
+    assert sizes[0]["false_alarm_percent"]["median"] == pytest.approx(room["false_alarm_percent"])
+    assert sizes[0]["miss_percent"]["median"] == pytest.approx(room["miss_percent"])
+    more = write_manifest_csv(train + dev + [replace(r, split="dev") for r in train] + test, tmp_path / "n.csv")
+    assert cs.main(["--bundle", str(float_bundle), "--manifest", str(more), "--condition", cond,
+                    "--sizes", "20", "--draws", "50", "--out", str(tmp_path / "t.md")]) == 0
+    drawn = json.loads((tmp_path / "t.json").read_text())["sizes"]
+    assert [(r["size"], r["draws"]) for r in drawn] == [(20, 50), (24, 1)]  # and all of dev, once
+    assert cs.main(["--bundle", str(float_bundle), "--manifest", str(more), "--condition", cond,
+                    "--sizes", "20", "--draws", "50", "--out", str(tmp_path / "u.md")]) == 0
+    assert json.loads((tmp_path / "u.json").read_text())["sizes"] == drawn  # the seed fixes the draws
+    for sizes_arg, match in ((["10"], "must lie between 20"), (["30"], "and the 20 dev bona fide clips")):
+        with pytest.raises(DataError, match=match):
+            cs.main(["--bundle", str(float_bundle), "--manifest", str(manifest), "--sizes", *sizes_arg,
+                     "--out", str(tmp_path / "x.md")])
+    assert not (tmp_path / "x.md").exists()
+
+
 def test_channel_robustness_chooses_a_room_threshold_on_dev_and_judges_it_on_test(tmp_path, float_bundle,
                                                                                   bonafide_dir, bonafide_rows):
     """With dev and test scored, each condition gets the threshold edge-cm calibrate would choose from dev's
@@ -247,15 +298,7 @@ def test_channel_robustness_chooses_a_room_threshold_on_dev_and_judges_it_on_tes
     from training.release import score_clips
 
     ch = _script("channel_robustness")
-
-    def row(r, split, spoof=False):
-        return ManifestRow(path=str(bonafide_dir / r["path"]), label="spoof" if spoof else "bonafide",
-                           family="tts" if spoof else "bonafide", system="s1" if spoof else "", split=split,
-                           speaker=r["speaker"], source=r["source"])
-
-    train = [row(r, "train") for r in pick_clips(bonafide_rows, "train", 4, 1.0, 4.0)]
-    dev = [row(r, "dev", spoof=k >= 20) for k, r in enumerate(pick_clips(bonafide_rows, "dev", 23, 1.0, 4.0))]
-    test = [row(r, "test", spoof=k % 2 == 1) for k, r in enumerate(pick_clips(bonafide_rows, "test", 8, 1.0, 4.0))]
+    train, dev, test = _room_rows(bonafide_dir, bonafide_rows)
     manifest = write_manifest_csv(train + dev + test, tmp_path / "m.csv")
     out = tmp_path / "c.md"
     assert ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(manifest), "--splits", "dev", "test",
