@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from benchmarks.channel_robustness import conditions, corrupt, manifest_conditions  # noqa: E402  (needs REPO on the path)
+from benchmarks.channel_robustness import conditions, corrupt, manifest_conditions  # noqa: E402  (REPO on path)
 from benchmarks.report import write_report  # noqa: E402
 
 CONDITION_NAMES = tuple(conditions((np.ones(16, np.float32),)))
@@ -65,6 +65,7 @@ def size_row(dev_bona: np.ndarray, test_bona: np.ndarray, test_spoof: np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     import edge_cm
+    from edge_cm.calibrate import check_target
     from edge_cm.errors import DataError
     from training.dataset import read_rows
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (as channel_robustness) and draws")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
-    target = args.false_alarms / 100.0
+    target = check_target(args.false_alarms / 100.0)
     if args.draws < 1:
         raise DataError(f"--draws must be at least 1, got {args.draws}")
     detector = edge_cm.load(args.bundle)

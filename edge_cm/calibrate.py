@@ -26,12 +26,18 @@ def false_alarm_rate(scores: Sequence[float], threshold: float) -> float:
     return float(np.mean(np.asarray(scores, dtype=np.float64) >= threshold))
 
 
+def check_target(target: float) -> float:
+    """``target`` (a false-alarm fraction) if it lies in (0, 1), else an :class:`EdgeCMError`."""
+    if not 0.0 < target < 1.0:  # also refuses NaN
+        raise EdgeCMError(f"false-alarm target must be a fraction in (0, 1), got {target!r}",
+                          hint="e.g. --false-alarms 5 for 5 %")
+    return target
+
+
 def threshold_for(scores: Sequence[float], target: float) -> float:
     """The lowest threshold (rounded up to :data:`THRESHOLD_DECIMALS`) at which at most ``target`` (a
     fraction in (0, 1)) of the real-speech clip ``scores`` are false alarms."""
-    if not 0.0 < target < 1.0:
-        raise EdgeCMError(f"false-alarm target must be a fraction in (0, 1), got {target!r}",
-                          hint="e.g. --false-alarms 5 for 5 %")
+    check_target(target)
     s = np.sort(np.asarray(scores, dtype=np.float64))
     needed = math.ceil(1.0 / target - 1e-9)
     if s.size < needed:
@@ -67,6 +73,7 @@ def calibrate(detector, files: Iterable[str | Path], target: float) -> Calibrati
 
     A file that cannot be read raises its typed error: a threshold from fewer clips than given
     would be silently weaker."""
+    check_target(target)  # before any scoring
     scores, no_speech = [], []
     for path in files:
         clip = detector.detect_file(path)

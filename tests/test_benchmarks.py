@@ -251,12 +251,14 @@ def _room_rows(bonafide_dir, bonafide_rows) -> tuple[list, list, list]:
     return train, dev, test
 
 
-def test_calibration_size_spreads_test_false_alarms_over_draws_and_matches_the_room_threshold(
+def test_calibration_size_draws_are_seeded_and_all_of_dev_matches_the_room_threshold(
         tmp_path, float_bundle, bonafide_dir, bonafide_rows):
     """With every dev clip the threshold is the channel benchmark's room threshold (one draw, the same
-    test figures); with fewer clips the draws spread around it."""
+    test figures); with fewer clips there are ``--draws`` draws, fixed by the seed; bad sizes and
+    targets are typed errors with nothing written."""
     import json
 
+    from edge_cm.errors import EdgeCMError
     from training.data.manifest import write_manifest_csv
 
     ch, cs = _script("channel_robustness"), _script("calibration_size")
@@ -280,9 +282,10 @@ def test_calibration_size_spreads_test_false_alarms_over_draws_and_matches_the_r
     assert cs.main(["--bundle", str(float_bundle), "--manifest", str(more), "--condition", cond,
                     "--sizes", "20", "--draws", "50", "--out", str(tmp_path / "u.md")]) == 0
     assert json.loads((tmp_path / "u.json").read_text())["sizes"] == drawn  # the seed fixes the draws
-    for sizes_arg, match in ((["10"], "must lie between 20"), (["30"], "and the 20 dev bona fide clips")):
-        with pytest.raises(DataError, match=match):
-            cs.main(["--bundle", str(float_bundle), "--manifest", str(manifest), "--sizes", *sizes_arg,
+    for extra, match in ((["--sizes", "10"], "must lie between 20"), (["--sizes", "30"], "and the 20 dev bona fide"),
+                         (["--false-alarms", "0"], "false-alarm target"), (["--draws", "0"], "--draws")):
+        with pytest.raises(EdgeCMError, match=match):
+            cs.main(["--bundle", str(float_bundle), "--manifest", str(manifest), *extra,
                      "--out", str(tmp_path / "x.md")])
     assert not (tmp_path / "x.md").exists()
 

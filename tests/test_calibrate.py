@@ -88,6 +88,16 @@ def test_calibrate_and_threshold_on_the_command_line(noisy_room, tmp_path, capsy
     corrupt.write_bytes(b"RIFF\x00\x00not audio")
     assert main(["calibrate", *files, str(corrupt)]) == EXIT_ERROR
     assert "corrupt.wav" in capsys.readouterr().err
+    empty, nan = tmp_path / "empty.wav", tmp_path / "nan.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    sf.write(nan, np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    for bad in (empty, nan):
+        assert main(["calibrate", *files, str(bad)]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert bad.name in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    for target in ("0", "100", "nan"):  # refused before any clip is scored
+        assert main(["calibrate", *files, "--false-alarms", target]) == EXIT_ERROR
+        assert "false-alarm target must be a fraction" in capsys.readouterr().err
     assert main(["detect", files[0], "--threshold", "1.5"]) == EXIT_ERROR
     assert "threshold must be a spoof probability" in capsys.readouterr().err
 
