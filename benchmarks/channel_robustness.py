@@ -57,6 +57,25 @@ def conditions(babble_speech: tuple[np.ndarray, ...]) -> dict:
     }
 
 
+def scaled(gain_db: float):
+    """A transform that scales a clip by ``gain_db`` dB."""
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    return lambda audio, rng: (audio * gain, None)
+
+
+def peak_at(dbfs: float):
+    """A transform that scales a clip so that its peak is ``dbfs`` dBFS (as a normalised file is)."""
+    peak = np.float32(10.0 ** (dbfs / 20.0))
+    return lambda audio, rng: (audio * (peak / max(float(np.max(np.abs(audio))), 1e-9)), None)
+
+
+def level_conditions() -> dict:
+    """Condition name -> transform: the corpus's clips (-26 dBFS active RMS) heard quieter, as from a far
+    talker or a low gain, and louder, as a file normalised to its peak. Fixed before any bundle was scored;
+    quieter than -12 dB more clips fall under the speech gate (-50 dBFS) than the comparison can spare."""
+    return {CLEAN: None, "-12 dB": scaled(-12.0), "-6 dB": scaled(-6.0), "peak at -1 dBFS": peak_at(-1.0)}
+
+
 def manifest_conditions(rows: list, manifest: Path) -> dict:
     """:func:`conditions` with babble from the manifest's train-split bona fide clips
     (``training.babble.benchmark_rows``); a typed error when there are none."""
@@ -175,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", action="append", required=True, metavar="NAME=PATH", help="a bundle folder (repeat)")
     p.add_argument("--manifest", required=True, type=Path, help="built corpus manifest")
     p.add_argument("--splits", nargs="+", default=["dev"], choices=("dev", "test"))
+    p.add_argument("--conditions", choices=("channel", "level"), default="channel",
+                   help="channel: noise, babble and a room; level: the clips quieter and louder")
     p.add_argument("--seed", type=int, default=0, help="seed of every corruption and of the bootstrap draws")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap draws per split and condition")
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
@@ -189,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if {"dev", "test"} <= set(args.splits) and dev_bona < round(1 / ROOM_FALSE_ALARMS):
         raise DataError(f"{dev_bona} dev bona fide clips cannot resolve a {100 * ROOM_FALSE_ALARMS:g} % false-alarm "
                         "threshold", path=args.manifest, hint="score --splits dev alone, or grow the dev split")
-    conds = manifest_conditions(rows, args.manifest)
+    conds = manifest_conditions(rows, args.manifest) if args.conditions == "channel" else level_conditions()
     results: dict = {}
     heard_scores: dict = {}  # split -> bundle -> condition -> (rows, clip scores) of the clips kept
     families: set[str] = set()
@@ -229,14 +250,17 @@ def main(argv: list[str] | None = None) -> int:
             for c in conds:
                 results["test"][n]["conditions"][c]["room_threshold"] = room_threshold(
                     heard_scores["dev"][n][c], heard_scores["test"][n][c])
-    lines = ["# Noise and reverberation: dev and test heard through a room", "",
+    title, what = (("Noise and reverberation: dev and test heard through a room",
+                    "Babble: other speakers, from the train split.") if args.conditions == "channel" else
+                   ("Input level: dev and test heard quieter and louder",
+                    "The corpus's clips are at -26 dBFS active RMS; a gain in dB scales every clip by it."))
+    lines = [f"# {title}", "",
              "Every clip (bona fide and spoof) passed through each condition and scored by the runtime (4-s windows, "
              "2-s hop); EERs of clip scores; false alarms and misses at each bundle's own threshold (chosen on clean "
-             "dev). A family's EER is its spoofs against all bona fide clips. Babble: other speakers, from the train "
-             "split.", "",
+             f"dev). A family's EER is its spoofs against all bona fide clips. {what}", "",
              "    python benchmarks/channel_robustness.py " + " ".join(f"--bundle {b}" for b in args.bundle)
-             + f" --manifest {args.manifest} --splits {' '.join(args.splits)} --seed {args.seed}"
-             + f" --resamples {args.resamples}", ""]
+             + f" --manifest {args.manifest} --conditions {args.conditions} --splits {' '.join(args.splits)}"
+             + f" --seed {args.seed} --resamples {args.resamples}", ""]
     for split, result in results.items():
         lines += table(split, result, names, order) + paired_table(split, result, names)
         lines += ["Clips scored: " + ", ".join(f"`{n}` {result[n]['clips']} ({result[n]['no_speech_clips']} without "

@@ -71,7 +71,7 @@ def time_front_end(spec, window: np.ndarray, hop: int, repeats: int) -> dict:
             cols = analyzer.frames(window)
             t0 = time.perf_counter()
             new = analyzer.frames(window[-(hop + spec.win_length - spec.hop_length):])
-            normalize(spec, np.concatenate([cols[:, new.shape[1]:], new], axis=1))
+            normalize(spec, np.concatenate([cols[:, new.shape[1]:], new], axis=1), window)
             incr.append((time.perf_counter() - t0) * 1000)
     out = {"full_ms": percentiles(full)}
     out["incremental_ms"] = percentiles(incr) if incr else out["full_ms"]
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for bpath in bundles:
         bundle = load_bundle(bpath)
         meta = bundle.meta
+        label = meta.name if not args.bundle else f"{meta.name} (`{bpath}`)"  # two folders may share a name
         hop = int(meta.default_hop_seconds * meta.sample_rate)
         fe = time_front_end(meta.feature_spec, window, hop, args.repeats)
         feats = compute_features(meta.feature_spec, window)
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                    "front_end_full_ms": fe["full_ms"], "front_end_incremental_ms": fe["incremental_ms"],
                    "inference_ms": inf, "rtf": rtf, "hour_file": rss}
             records.append(rec)
-            rows.append(f"| {meta.name} | {rec['model']} | {fe['full_ms'][0]:.2f} / {fe['full_ms'][1]:.2f} | "
+            rows.append(f"| {label} | {rec['model']} | {fe['full_ms'][0]:.2f} / {fe['full_ms'][1]:.2f} | "
                         f"{fe['incremental_ms'][0]:.2f} / {fe['incremental_ms'][1]:.2f} | "
                         f"{inf[0]:.2f} / {inf[1]:.2f} | {rtf:.4f} | "
                         + (f"{rss['peak_rss_mib']:.0f} MiB ({rss['wall_s']:.0f} s for 1 h)" if rss else "-") + " |")
@@ -156,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {dt.date.today().isoformat()} on {cpu_name()} ({platform.machine()}), 1 thread, "
         f"Python {platform.python_version()}, numpy {np.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"ai-edge-litert {litert}; {args.repeats} repeats per figure; command: "
-        f"`python benchmarks/runtime.py{' --hour-file' if args.hour_file else ''} --out {args.out}`.",
+        "`python benchmarks/runtime.py" + "".join(f" --bundle {b}" for b in args.bundle or [])
+        + (f" --repeats {args.repeats}" if args.repeats != 30 else "")
+        + f"{' --hour-file' if args.hour_file else ''} --out {args.out}`.",
         "",
         "| bundle | model | front end, full window ms (median / p95) | front end, per 2-s hop ms | "
         "inference ms (median / p95) | real-time factor | peak RSS, 1-hour file |",

@@ -3,14 +3,21 @@
 Rules (the same for training and runtime, so both see the same samples):
 
 * integer PCM (int16, int24 read as int32, int32) is scaled to [-1, 1) by its
-  full scale; float input is taken as is;
-* several channels are mixed down to mono by their mean;
+  full scale; float input must already lie in [-1, 1] (peak up to
+  :data:`FLOAT_PEAK_LIMIT`; lossy-coded files and streamed chunks, which may be resampler
+  output, up to :data:`OVERSHOOT_PEAK_LIMIT`) and is taken as is: louder float input (say
+  int16-scale values stored as float) raises a typed error rather than being judged at the
+  wrong level;
+* arrays are (samples,) or (samples, channels); several channels are mixed down
+  to mono by their mean;
 * other sample rates are resampled with a polyphase filter
   (``scipy.signal.resample_poly``, Kaiser window, beta 5.0);
-* NaN or Inf samples, an empty file and an unreadable file raise typed errors.
+* a sample rate that is not a positive whole number of Hz, NaN or Inf samples, an empty
+  file and an unreadable file raise typed errors.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +30,41 @@ TARGET_SAMPLE_RATE = 16000
 
 _INT_FULL_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
+FLOAT_PEAK_LIMIT = 1.0 + 1e-3
+"""Largest |sample| accepted from float input (full scale 1.0): the margin lets float exports that
+overshoot full scale by rounding pass, while int16-scale values (up to 32768) are refused."""
+
+OVERSHOOT_PEAK_LIMIT = 2.0
+"""Largest |sample| accepted where full-scale audio legitimately overshoots 1.0: lossy-coded files
+(decoders, on speech clipped at full scale: MP3 1.04, Vorbis 1.06, Opus 1.23) and streamed chunks,
+which are often resampler output (polyphase resampling of clipped int16 speech: up to 1.21; of a
+full-scale square wave: 1.39). That is the signal as coded or resampled, not a scale error; int16-scale
+values stay far above the limit."""
+
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
+def check_peak(samples: np.ndarray, *, source: str = "<array>", limit: float = FLOAT_PEAK_LIMIT) -> None:
+    """Raise :class:`InvalidSamplesError` if the finite float samples peak above ``limit`` (full scale 1.0).
+
+    NaN and Inf are left to :func:`check_finite`, which names them as such.
+    """
+    if samples.size == 0:
+        return
+    mag = np.abs(samples)
+    peak = float(np.max(mag, where=np.isfinite(mag), initial=0.0))
+    if peak > limit:
+        raise InvalidSamplesError(
+            f"float samples peak at {peak:.6g}, above full scale 1.0", path=source,
+            hint="int16-scale values as float? divide by 32768; otherwise scale the audio to a peak of at most 1.0",
+        )
+
 
 def to_float32(samples: np.ndarray, *, source: str = "<array>") -> np.ndarray:
     """Return ``samples`` as float32 in [-1, 1]; integer PCM is scaled by its full scale.
 
-    Accepts int8/int16/int32 and float16/32/64 arrays of shape (n,) or (n, channels).
+    Accepts int8/int16/int32 and float16/32/64 arrays of shape (n,) or (n, channels). Float
+    input peaking above :data:`FLOAT_PEAK_LIMIT` raises :class:`InvalidSamplesError`.
     """
     arr = np.asarray(samples)
     if arr.dtype in _INT_FULL_SCALE:
@@ -35,6 +72,7 @@ def to_float32(samples: np.ndarray, *, source: str = "<array>") -> np.ndarray:
     if arr.dtype == np.uint8:  # 8-bit WAV is unsigned with an offset of 128
         return ((arr.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
     if np.issubdtype(arr.dtype, np.floating):
+        check_peak(arr, source=source)  # before the cast, where float64 beyond float32's range is still finite
         return arr.astype(np.float32, copy=False)
     raise InvalidSamplesError(
         f"unsupported sample dtype {arr.dtype}", path=source,
@@ -42,12 +80,26 @@ def to_float32(samples: np.ndarray, *, source: str = "<array>") -> np.ndarray:
     )
 
 
+def _mix_down(samples: np.ndarray) -> np.ndarray:
+    """(n, channels) -> (n,) by the mean of the channels, float32."""
+    return samples.mean(axis=1, dtype=np.float32).astype(np.float32)
+
+
 def to_mono(samples: np.ndarray, *, source: str = "<array>") -> np.ndarray:
-    """Mix (n, channels) down to (n,) by the mean of the channels; (n,) passes through."""
+    """Mix (n, channels) down to (n,) by the mean of the channels; (n,) passes through.
+
+    A 2-D array with more columns than rows is refused: more channels than samples is never
+    audio, but a channels-first array (as torchaudio and librosa return) that was not transposed.
+    """
     if samples.ndim == 1:
         return samples
     if samples.ndim == 2:
-        return samples.mean(axis=1, dtype=np.float32).astype(np.float32)
+        if 0 < samples.shape[0] < samples.shape[1]:
+            raise InvalidSamplesError(
+                f"shape {samples.shape} reads as {samples.shape[0]} sample(s) of {samples.shape[1]} channels",
+                path=source, hint="pass (samples, channels); transpose channels-first arrays (x.T)",
+            )
+        return _mix_down(samples)
     raise InvalidSamplesError(
         f"expected shape (samples,) or (samples, channels), got {samples.shape}", path=source,
         hint="pass one channel or interleave channels as columns",
@@ -75,17 +127,27 @@ def check_finite(samples: np.ndarray, *, source: str = "<array>") -> None:
         )
 
 
+def check_sample_rate(sample_rate, *, source: str = "<array>") -> int:
+    """``sample_rate`` (Hz) as an int if it is a positive whole number, else :class:`InvalidSamplesError`."""
+    try:
+        rate = float(sample_rate)
+    except (TypeError, ValueError):  # None, "44.1k", ...
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0 and rate == int(rate)):
+        raise InvalidSamplesError(f"invalid sample rate {sample_rate!r}", path=source,
+                                  hint="give the sample rate in Hz as a positive whole number, e.g. 44100")
+    return int(rate)
+
+
 def prepare(samples: np.ndarray, sample_rate: int, *, source: str = "<array>",
             target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
     """Turn any supported array into mono float32 at ``target_rate`` Hz, validated."""
-    if sample_rate is None or int(sample_rate) <= 0:
-        raise InvalidSamplesError(f"invalid sample rate {sample_rate!r}", path=source,
-                                  hint="give the sample rate in Hz")
+    rate = check_sample_rate(sample_rate, source=source)
     mono = to_mono(to_float32(samples, source=source), source=source)
     if mono.size == 0:
         raise EmptyAudioError("no samples", path=source, hint="record or pass at least one sample")
     check_finite(mono, source=source)
-    return resample(mono, int(sample_rate), target_rate)
+    return resample(mono, rate, target_rate)
 
 
 def _open_checked(path: Path):
@@ -108,12 +170,17 @@ def _open_checked(path: Path):
 
 
 def _read_block(f, path: Path, frames: int) -> np.ndarray:
+    """Read up to ``frames`` frames (-1: the rest of the file) as checked mono float32 at the file's rate."""
     try:
         data = f.read(frames, dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioReadError(f"cannot decode audio ({exc})", path=path,
                              hint="the file may be truncated or corrupt") from None
-    mono = to_mono(data, source=str(path))
+    # Integer PCM decodes within [-1, 1) whatever the limit; only float and lossy-coded files can exceed it.
+    check_peak(data, source=str(path), limit=FLOAT_PEAK_LIMIT if f.subtype in _FLOAT_SUBTYPES else OVERSHOOT_PEAK_LIMIT)
+    # soundfile gives (frames, channels), so no channels-first check: a last block may hold fewer
+    # frames than the file has channels.
+    mono = _mix_down(data)
     check_finite(mono, source=str(path))
     return mono
 
@@ -202,18 +269,17 @@ def read_audio(path: str | Path, *, target_rate: int = TARGET_SAMPLE_RATE) -> np
     Raises:
         AudioReadError: the file is missing, not audio, or cannot be decoded.
         EmptyAudioError: the file decodes to zero samples.
-        InvalidSamplesError: the file holds NaN or Inf samples.
+        InvalidSamplesError: the file holds NaN or Inf samples, or float samples above full scale
+            (:data:`FLOAT_PEAK_LIMIT`; :data:`OVERSHOOT_PEAK_LIMIT` for lossy-coded files).
     """
     path = Path(path)
     with _open_checked(path) as f:
         rate = f.samplerate
-        try:
-            # float32 keeps int24/int32 precision well enough and halves memory vs float64.
-            data = f.read(dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise AudioReadError(f"cannot decode audio ({exc})", path=path,
-                                 hint="the file may be truncated or corrupt") from None
-    return prepare(data, rate, source=str(path), target_rate=target_rate)
+        # float32 keeps int24/int32 precision well enough and halves memory vs float64.
+        mono = _read_block(f, path, -1)
+    if mono.size == 0:
+        raise EmptyAudioError("no samples", path=path, hint="record or pass at least one sample")
+    return resample(mono, rate, target_rate)
 
 
 def audio_info(path: str | Path) -> dict:

@@ -132,7 +132,22 @@ class BundleMeta:
         for m in meta.models:
             if m.format not in FORMATS or m.precision not in PRECISIONS:
                 raise BundleError(f"model {m.file}: unknown format/precision {m.format}/{m.precision}", path=source)
+        check_bundle_threshold(meta.threshold, source=source)
         return meta
+
+
+def check_bundle_threshold(threshold: Any, *, source: str | Path) -> None:
+    """Raise :class:`BundleError` naming ``source`` unless ``threshold`` is a spoof probability in (0, 1].
+
+    At 0 every window would be spoof; above 1 none could be.
+    """
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value <= 1.0:  # also refuses NaN
+        raise BundleError(f"threshold {threshold!r} is not a spoof probability in (0, 1]", path=source,
+                          hint="re-export the bundle with a threshold in (0, 1]")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -240,6 +255,7 @@ def write_bundle(out_dir: str | Path, meta: BundleMeta, files: dict[str, str | P
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise BundleError("output folder exists", path=out_dir, hint="remove it or pass overwrite=True (--force)")
+    check_bundle_threshold(meta.threshold, source=out_dir)  # before writing: load_bundle would refuse the result
     names = {m.file for m in meta.models}
     if names != set(files):
         raise BundleError(f"model files {sorted(files)} do not match metadata {sorted(names)}", path=out_dir)

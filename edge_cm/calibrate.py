@@ -36,7 +36,10 @@ def check_target(target: float) -> float:
 
 def threshold_for(scores: Sequence[float], target: float) -> float:
     """The lowest threshold (rounded up to :data:`THRESHOLD_DECIMALS`) at which at most ``target`` (a
-    fraction in (0, 1)) of the real-speech clip ``scores`` are false alarms."""
+    fraction in (0, 1)) of the real-speech clip ``scores`` are false alarms.
+
+    The threshold lies strictly above the score it must exceed. Raises :class:`EdgeCMError` when too
+    few clips are given to resolve ``target``, or when more clips than it allows score 1.0."""
     check_target(target)
     s = np.sort(np.asarray(scores, dtype=np.float64))
     needed = math.ceil(1.0 / target - 1e-9)
@@ -44,9 +47,20 @@ def threshold_for(scores: Sequence[float], target: float) -> float:
         raise EdgeCMError(f"{s.size} clips with speech cannot resolve a {100 * target:g} % false-alarm rate",
                           hint=f"record at least {needed} clips of real speech (more gives a steadier threshold)")
     allowed = int(math.floor(target * s.size + 1e-9))  # clips that may stay at or above the threshold
-    just_above = float(np.nextafter(s[s.size - allowed - 1], np.inf))
+    must_exceed = float(s[s.size - allowed - 1])
     scale = 10 ** THRESHOLD_DECIMALS
-    return min(1.0, math.ceil(just_above * scale) / scale)
+    # The lowest m / scale strictly above must_exceed; counted up from just below, because
+    # ceil(x * scale) / scale can round back down onto x itself (x = 0.30004 does).
+    m = math.floor(must_exceed * scale) - 1
+    while m / scale <= must_exceed:
+        m += 1
+    if m > scale:  # scores saturated at 1.0: no probability threshold lies above them
+        top = int(np.count_nonzero(s >= must_exceed))
+        raise EdgeCMError(f"{top} of {s.size} clips with speech score {must_exceed:g}, more than the {allowed} a "
+                          f"{100 * target:g} % false-alarm rate allows, and no threshold up to 1.0 lies above them",
+                          hint="check that the files are real speech recorded where the device listens, "
+                               "or allow more false alarms")
+    return m / scale
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate
     from .detector import load
 
+    # Checked here in the user's unit: check_target would report the fraction (150 % as "1.5").
+    if not 0.0 < args.false_alarms < 100.0:  # also refuses NaN
+        raise EdgeCMError(f"false-alarm target must be a percent in (0, 100), got {args.false_alarms:g}",
+                          hint="e.g. --false-alarms 5 for 5 %")
     detector = load(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision,
                     hop_seconds=args.hop)
     cal = calibrate(detector, args.files, args.false_alarms / 100.0)
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: bundled model)")
         sp.add_argument("--backend", choices=["auto", "onnx", "tflite"], default="auto")
         sp.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
-        sp.add_argument("--hop", type=float, default=None, help="seconds between 4-s windows (default 2.0)")
+        sp.add_argument("--hop", type=float, default=None, help="seconds between 4-s windows, in (0, 4] (default 2.0)")
 
     def threshold_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--threshold", type=float, default=None,

@@ -7,6 +7,7 @@ Memory is bounded by one window of samples and one window of frames.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -15,13 +16,13 @@ from typing import Iterable
 
 import numpy as np
 
-from .audio import TARGET_SAMPLE_RATE, check_finite, iter_audio_blocks, prepare
+from .audio import OVERSHOOT_PEAK_LIMIT, TARGET_SAMPLE_RATE, check_finite, check_peak, iter_audio_blocks, prepare
 from .backends import open_backend
 from .backends.base import Backend
 from .bundle import Bundle, default_bundle_path, load_bundle
 from .errors import EdgeCMError, InvalidSamplesError
 from .features import FrameAnalyzer, compute_features, normalize
-from .window import SpeechGate, align_hop, loop_to_length, window_starts
+from .window import SpeechGate, align_hop, loop_to_length, min_audio_samples, window_starts
 
 SPOOF, BONAFIDE, NO_SPEECH = "spoof", "bonafide", "no_speech"
 
@@ -98,11 +99,10 @@ class Detector:
         self.spec = meta.feature_spec
         self.gate = gate or SpeechGate()
         self._analyzer = FrameAnalyzer(self.spec)
-        hop_s = meta.default_hop_seconds if hop_seconds is None else float(hop_seconds)
-        if not hop_s > 0:
-            raise EdgeCMError(f"hop must be positive seconds, got {hop_seconds}", hint="e.g. --hop 2.0")
         self._threshold = float(meta.threshold) if threshold is None else check_threshold(threshold)
         self._window = int(meta.window_samples)
+        hop_s = check_hop(meta.default_hop_seconds if hop_seconds is None else hop_seconds,
+                          self._window / meta.sample_rate)
         self._hop = align_hop(int(round(hop_s * meta.sample_rate)), self.spec.frame_hop)
         self._frames_per_window = self.spec.n_frames(self._window)
         self.reset()
@@ -148,8 +148,15 @@ class Detector:
         self._columns: deque[np.ndarray] = deque(maxlen=max(self._frames_per_window, 1))
 
     def process(self, chunk: np.ndarray) -> list[WindowResult]:
-        """Feed a chunk (int16 PCM or float32 in [-1, 1], mono, at ``sample_rate``); return completed windows."""
-        x = self._as_samples(chunk)
+        """Feed a chunk (int16 PCM or float32 in [-1, 1], mono, at ``sample_rate``); return completed windows.
+
+        Float chunks may overshoot full scale a little, as resampler output does, up to
+        ``edge_cm.audio.OVERSHOOT_PEAK_LIMIT`` (2.0); louder ones raise :class:`InvalidSamplesError`.
+        """
+        return self._process(self._as_samples(chunk))
+
+    def _process(self, x: np.ndarray) -> list[WindowResult]:
+        """``process`` for samples that are already float32, mono and checked."""
         results: list[WindowResult] = []
         pos = 0
         while pos < x.size:
@@ -161,10 +168,15 @@ class Detector:
         return results
 
     def flush(self) -> list[WindowResult]:
-        """End the stream: score the tail (or the looped short stream) and reset."""
+        """End the stream: score the tail (or the looped short stream) and reset.
+
+        A stream shorter than ``MIN_AUDIO_SECONDS`` (window.py) gives one ``no_speech`` window.
+        """
         results: list[WindowResult] = []
         n = self._total
-        if 0 < n < self._window:
+        if 0 < n < min_audio_samples(self.sample_rate):
+            results.append(self._too_short(self._recent[-n:], self._next_index))
+        elif 0 < n < self._window:
             audio = self._recent[-n:]
             results.append(self._score(loop_to_length(audio, self._window), 0, n, looped=True))
         elif n > self._last_end and n >= self._window:
@@ -180,14 +192,19 @@ class Detector:
 
     # -- whole inputs --------------------------------------------------------------------
     def detect_file(self, path: str | Path, block_seconds: float = 30.0) -> ClipResult:
-        """Score a file window by window, streaming it from disk (bounded memory for any length)."""
-        self.reset()
+        """Score a file window by window, streaming it from disk (bounded memory for any length).
+
+        A stream in progress on this detector (``process``) is left as it was.
+        """
+        # A shallow copy shares the model and front end; reset() gives it its own stream state.
+        worker = copy.copy(self)
+        worker.reset()
         windows: list[WindowResult] = []
         total = 0
         for block in iter_audio_blocks(path, block_seconds=block_seconds, target_rate=self.sample_rate):
             total += block.size
-            windows.extend(self.process(block))
-        windows.extend(self.flush())
+            windows.extend(worker._process(block))  # checked by iter_audio_blocks against the file's own limit
+        windows.extend(worker.flush())
         return ClipResult(source=str(path), duration=total / self.sample_rate, windows=windows,
                           threshold=self.threshold, untrained=self.untrained)
 
@@ -197,7 +214,9 @@ class Detector:
         n = audio.size
         windows = []
         for start in window_starts(n, self._window, self._hop):
-            if n < self._window:
+            if n < min_audio_samples(self.sample_rate):
+                windows.append(self._too_short(audio, len(windows)))
+            elif n < self._window:
                 windows.append(self._score(loop_to_length(audio, self._window), 0, n, looped=True,
                                            index=len(windows)))
             else:
@@ -216,9 +235,15 @@ class Detector:
             return arr.astype(np.float32) / np.float32(32768.0)
         if arr.dtype == np.float32:
             check_finite(arr, source="<chunk>")
+            check_peak(arr, source="<chunk>", limit=OVERSHOOT_PEAK_LIMIT)
             return arr
         raise InvalidSamplesError(f"chunk dtype {arr.dtype} is not supported",
                                   hint="pass int16 PCM or float32 samples in [-1, 1]")
+
+    def _too_short(self, audio: np.ndarray, index: int) -> WindowResult:
+        """The one window of audio shorter than ``MIN_AUDIO_SECONDS``: ``no_speech``, not scored."""
+        return WindowResult(index, 0.0, audio.size / self.sample_rate, None, NO_SPEECH,
+                            self.gate.speech_fraction(audio))
 
     def _ingest(self, x: np.ndarray) -> None:
         if x.size == 0:
@@ -251,7 +276,7 @@ class Detector:
         if self.spec.kind == "waveform":
             feats = compute_features(self.spec, self._recent, self._analyzer)
         else:
-            feats = normalize(self.spec, np.stack(self._columns, axis=1))
+            feats = normalize(self.spec, np.stack(self._columns, axis=1), self._recent)
         result = self._score(self._recent, start, self._next_end, features=feats)
         self._next_end += self._hop
         return result
@@ -275,6 +300,21 @@ class Detector:
         verdict = SPOOF if score >= self._threshold else BONAFIDE
         return WindowResult(idx, start / sr, end / sr, score, verdict, fraction, looped,
                             tuple(float(v) for v in logits))
+
+
+def check_hop(hop_seconds: float, window_seconds: float) -> float:
+    """``hop_seconds`` as a float in (0, ``window_seconds``], or an :class:`EdgeCMError`.
+
+    A hop longer than the window would leave the audio between windows unscored.
+    """
+    try:
+        value = float(hop_seconds)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 < value <= window_seconds:  # also refuses NaN; inf is above any window
+        raise EdgeCMError(f"hop must be seconds in (0, {window_seconds:g}] (the window length), got {hop_seconds!r}",
+                          hint="a longer hop would skip audio between windows; e.g. --hop 2.0")
+    return value
 
 
 def check_threshold(threshold: float) -> float:

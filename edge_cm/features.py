@@ -34,6 +34,15 @@ KINDS = ("log_spectrogram", "log_mel", "log_stft", "log_spec_mgd", "log_spec_wav
 NORMALIZATIONS = ("none", "global", "instance")
 MGD_FIELDS = ("mgd_alpha", "mgd_gamma", "mgd_lifter")
 """FeatureSpec fields that only ``log_spec_mgd`` uses (left out of the other kinds' bundles)."""
+LEVEL_KINDS = ("log_spectrogram", "log_stft", "log_mel")
+"""Kinds whose every row is ``ln(value + log_offset)`` of a magnitude or power (see :func:`apply_gain`)."""
+LEVEL_FRAME_SAMPLES = 320
+"""Frame (20 ms at 16 kHz) over which :func:`window_level_dbfs` measures power."""
+LEVEL_LOUDEST_SHARE = 0.2
+"""Share of a window's frames, loudest first, whose mean power is its level: the speech gate
+passes windows with at least 20 % active frames, so these are speech, not the pauses between."""
+LEVEL_FLOOR_DBFS = -100.0
+"""Level given to digital silence, so its gain stays finite (such windows hold no speech anyway)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class FeatureSpec:
     """``log_spec_mgd``: the smoothed magnitude is raised to 2 gamma in the group delay's denominator."""
     mgd_lifter: int = 30
     """``log_spec_mgd``: cepstral coefficients kept to smooth the magnitude (the spectral envelope)."""
+    level_dbfs: float | None = None
+    """If set, every window's features are those of the window scaled so that its
+    :func:`window_level_dbfs` is this level (dBFS): the model then sees the same features whether the
+    talker is near or far, the gain high or low. None (older bundles): features follow the level."""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,6 +116,12 @@ class FeatureSpec:
                     f"expected one per bin ({self.n_bins})")
             if min(self.norm_std) <= 0:
                 raise FeatureSpecError("norm_std must be positive")
+        if self.level_dbfs is not None:
+            if self.kind not in LEVEL_KINDS:
+                raise FeatureSpecError(f"level_dbfs is not supported for {self.kind!r} features",
+                                       hint=f"use it with {LEVEL_KINDS}, or leave it unset")
+            if not (isinstance(self.level_dbfs, (int, float)) and -120.0 < self.level_dbfs <= 0.0):
+                raise FeatureSpecError(f"level_dbfs must be a level in (-120, 0] dBFS, got {self.level_dbfs!r}")
 
     # -- geometry -------------------------------------------------------
     @property
@@ -144,6 +163,8 @@ class FeatureSpec:
         if self.kind != "log_spec_mgd":  # bundles of the other kinds stay readable by older runtimes
             for key in MGD_FIELDS:
                 d.pop(key)
+        if self.level_dbfs is None:  # likewise for bundles without level normalisation
+            d.pop("level_dbfs")
         for key in ("norm_mean", "norm_std"):
             if d[key] is not None:
                 d[key] = [float(v) for v in d[key]]
@@ -310,8 +331,46 @@ class FrameAnalyzer:
         return np.log(mag + spec.log_offset).T.astype(np.float32)
 
 
-def normalize(spec: FeatureSpec, columns: np.ndarray) -> np.ndarray:
-    """Apply the spec's normalisation to a whole window of columns (bins, frames)."""
+def window_level_dbfs(window: np.ndarray) -> float:
+    """Level of a window in dBFS: 10 log10 of the mean power of its loudest 20 % of 20-ms frames.
+
+    Scaling the window by ``g`` adds exactly ``20 log10(g)`` (down to :data:`LEVEL_FLOOR_DBFS`);
+    :class:`training.frontend_torch.TorchFrontEnd` computes the same."""
+    x = np.asarray(window, dtype=np.float64)
+    n = x.size // LEVEL_FRAME_SAMPLES
+    if n == 0:
+        power = np.array([np.mean(x * x)]) if x.size else np.zeros(1)
+    else:
+        frames = x[:n * LEVEL_FRAME_SAMPLES].reshape(n, LEVEL_FRAME_SAMPLES)
+        power = np.mean(frames * frames, axis=1)
+    k = max(1, int(np.ceil(LEVEL_LOUDEST_SHARE * power.size)))
+    loudest = np.sort(power)[-k:]
+    return max(LEVEL_FLOOR_DBFS, 10.0 * np.log10(max(float(np.mean(loudest)), 1e-30)))
+
+
+def level_gain(spec: FeatureSpec, window: np.ndarray) -> float:
+    """The amplitude gain that brings ``window`` to ``spec.level_dbfs`` (1.0 when the spec has no level)."""
+    if spec.level_dbfs is None:
+        return 1.0
+    return float(10.0 ** ((spec.level_dbfs - window_level_dbfs(window)) / 20.0))
+
+
+def apply_gain(spec: FeatureSpec, columns: np.ndarray, gain: float) -> np.ndarray:
+    """Log features (bins, frames) of the window scaled by ``gain``, from those of the window itself:
+    ``ln(g^power * (e^c - log_offset) + log_offset)``. Exact, floor included, and it lets a stream keep
+    the columns it has already computed."""
+    offset = np.float32(spec.log_offset)
+    value = np.maximum(np.exp(columns.astype(np.float32)) - offset, np.float32(0.0))
+    return np.log(np.float32(gain ** spec.power) * value + offset).astype(np.float32)
+
+
+def normalize(spec: FeatureSpec, columns: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
+    """Apply the spec's level (from the window's samples) and normalisation to a whole window of
+    columns (bins, frames)."""
+    if spec.level_dbfs is not None:
+        if window is None:
+            raise FeatureSpecError("this front end sets level_dbfs: normalize needs the window's samples")
+        columns = apply_gain(spec, columns, level_gain(spec, window))
     if spec.normalization == "global":
         mean = np.asarray(spec.norm_mean, dtype=np.float32)[:, None]
         std = np.asarray(spec.norm_std, dtype=np.float32)[:, None]
@@ -326,5 +385,5 @@ def normalize(spec: FeatureSpec, columns: np.ndarray) -> np.ndarray:
 def compute_features(spec: FeatureSpec, window: np.ndarray, analyzer: FrameAnalyzer | None = None) -> np.ndarray:
     """Features of one window of 16 kHz float32 samples: (bins, frames), or (samples,) for waveform."""
     analyzer = analyzer or FrameAnalyzer(spec)
-    out = normalize(spec, analyzer.frames(window))
+    out = normalize(spec, analyzer.frames(window), window)
     return out[0] if spec.kind == "waveform" else out

@@ -6,6 +6,7 @@ dropped because we were late) are counted and reported; listening goes on.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Protocol, TextIO
@@ -13,7 +14,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from .audio import StreamingResampler, to_float32, to_mono
-from .errors import DeviceError
+from .errors import DeviceError, EdgeCMError
 
 BLOCK_SECONDS = 0.1
 
@@ -84,6 +85,9 @@ def listen(bundle=None, device=None, backend: str = "auto", threads: int = 1, ho
     """
     from .detector import load
 
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):  # before opening any device
+        raise EdgeCMError(f"seconds to listen must be a finite number above 0, got {seconds!r}",
+                          hint="e.g. --seconds 30, or leave it out to listen until Ctrl-C")
     out = out or sys.stdout
     detector = load(bundle, backend=backend, threads=threads, hop_seconds=hop_seconds, threshold=threshold)
     stream = stream or open_microphone(device, detector.sample_rate)
@@ -95,7 +99,8 @@ def listen(bundle=None, device=None, backend: str = "auto", threads: int = 1, ho
     peak_level = -120.0
     if detector.untrained:
         print("UNTRAINED MODEL: scores are meaningless (placeholder bundle)", file=out)
-    print(f"listening at {rate} Hz (model {detector.sample_rate} Hz, window {detector.window_samples / detector.sample_rate:.0f} s, "
+    print(f"listening at {rate} Hz (model {detector.sample_rate} Hz, "
+          f"window {detector.window_samples / detector.sample_rate:.0f} s, "
           f"hop {detector.hop_samples / detector.sample_rate:.2f} s); Ctrl-C stops", file=out)
     print(f"{'time':>9}  {'score':>6}  {'verdict':<9}  {'level':>9}", file=out)
 

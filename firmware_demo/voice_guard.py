@@ -3,7 +3,8 @@
 The app owns the audio loop (here: the microphone through sounddevice, or a file
 played in real-time-sized chunks); edge-cm only sees chunks. The guard raises an
 alert when ``consecutive`` speech windows in a row are judged spoof, so one odd
-window does not trigger it, and clears it after a bona fide window.
+window does not trigger it, and clears it after a bona fide window or at the end
+of the stream (``finish``), so the next stream starts from a clean state.
 
     python firmware_demo/voice_guard.py --file call.wav          # simulate with a file
     python firmware_demo/voice_guard.py --device 2               # live microphone
@@ -27,9 +28,9 @@ from edge_cm.audio import read_audio
 
 @dataclass
 class GuardEvent:
-    kind: str          # "alert" or "clear"
-    time: float        # end of the deciding window, seconds from start
-    score: float
+    kind: str             # "alert" or "clear"
+    time: float           # end of the deciding window (s from the stream's start); the last window's at its end
+    score: float | None   # the deciding window's P(spoof); None for the clear at the end of a stream
 
 
 @dataclass
@@ -41,6 +42,7 @@ class VoiceGuard:
     on_event: Callable[[GuardEvent], None] = lambda e: None
     _run: int = 0
     _alerting: bool = False
+    _last_end: float = 0.0   # end (s) of the latest window of this stream
     events: list[GuardEvent] = field(default_factory=list)
 
     def feed(self, chunk: np.ndarray) -> None:
@@ -49,10 +51,15 @@ class VoiceGuard:
             self.decide(w)
 
     def finish(self) -> None:
+        """End the stream: judge its tail, clear a standing alert, and start the next stream afresh."""
         for w in self.detector.flush():
             self.decide(w)
+        if self._alerting:  # the spoofed stream is over; an app should not stay alarmed into the next one
+            self._emit(GuardEvent("clear", self._last_end, None))
+        self._run, self._alerting, self._last_end = 0, False, 0.0
 
     def decide(self, w: edge_cm.WindowResult) -> None:
+        self._last_end = max(self._last_end, w.end)
         if w.score is None:  # silence: no evidence either way
             return
         if w.verdict == "spoof":
@@ -69,6 +76,12 @@ class VoiceGuard:
     def _emit(self, event: GuardEvent) -> None:
         self.events.append(event)
         self.on_event(event)
+
+
+def print_event(e: GuardEvent) -> None:
+    """One line per event: time (s), kind, and the deciding window's score when there is one."""
+    score = "" if e.score is None else f"  score {e.score:.3f}"
+    print(f"{e.time:7.1f} s  {e.kind.upper():5}{score}")
 
 
 def file_chunks(path: Path, chunk_seconds: float = 0.1) -> Iterable[np.ndarray]:
@@ -88,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         detector = edge_cm.load(args.bundle, threshold=args.threshold)
-        guard = VoiceGuard(detector, consecutive=args.consecutive,
-                           on_event=lambda e: print(f"{e.time:7.1f} s  {e.kind.upper():5}  score {e.score:.3f}"))
+        guard = VoiceGuard(detector, consecutive=args.consecutive, on_event=print_event)
         if args.file:
             for chunk in file_chunks(args.file):
                 guard.feed(chunk)
@@ -105,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                     data, _ = stream.read(int(stream.samplerate * 0.1))
                     guard.feed(resampler.feed(data[:, 0]))
             except KeyboardInterrupt:
+                pass
+            finally:
                 stream.stop()
                 stream.close()
+            guard.feed(resampler.flush())  # the resampler holds back a few ms of input as filter context
         guard.finish()
     except edge_cm.EdgeCMError as exc:
         print(f"voice_guard: error: {exc}", file=sys.stderr)

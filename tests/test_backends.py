@@ -47,3 +47,15 @@ def test_missing_precision_is_a_clear_error(float_bundle):
 def test_threads_option_reaches_onnxruntime(float_bundle):
     det = edge_cm.load(float_bundle, backend="onnx", threads=2)
     assert det.backend.session.get_session_options().intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_nan_logits_are_a_backend_error_not_a_bona_fide_score(real_speech, backend):
+    """A NaN logit made the score 0.0 (confident bona fide); the backend now refuses it, naming the model.
+    One NaN feature frame (as a broken front end would leave) is enough to poison the shipped model's output."""
+    det = edge_cm.load(backend=backend)
+    feats = compute_features(det.spec, real_speech[:64000])
+    assert np.all(np.isfinite(det.backend.run(feats)))
+    feats[:, 10] = np.nan
+    with pytest.raises(BackendError, match=rf"model\.{backend}: model produced NaN/Inf logits"):
+        det.backend.run(feats)

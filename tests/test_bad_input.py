@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 import edge_cm
-from edge_cm.audio import read_audio
+from edge_cm.audio import FLOAT_PEAK_LIMIT, StreamingResampler, iter_audio_blocks, read_audio, resample
 from edge_cm.bundle import BUNDLE_FILE, load_bundle
+from edge_cm.demo import demo_clips
 from edge_cm.errors import (AudioReadError, BundleError, BundleIntegrityError, EmptyAudioError,
                             InvalidSamplesError)
 
@@ -190,3 +191,115 @@ def test_one_hour_file_streams_with_bounded_memory(tmp_path, float_bundle, real_
     assert duration == 3600 and windows == 900
     decoded_float32_mb = 3600 * 16000 * 4 / 1e6  # 230 MB if the file were read whole
     assert rss_mb < 150, f"peak RSS {rss_mb} MB: the file was not streamed ({decoded_float32_mb:.0f} MB whole)"
+
+
+def flite_spoof():
+    """The bundled flite TTS clip (16 kHz float32), which the default model judges spoof."""
+    path = next(c["path"] for c in demo_clips() if c["file"] == "tts_flite.flac")
+    x, rate = sf.read(path, dtype="float32")
+    assert rate == 16000
+    return x
+
+
+def test_float_input_above_full_scale_is_refused_not_misjudged(tmp_path):
+    """int16-scale values passed as float turned this spoof into a confident bona fide; arrays, chunks and
+    float files above full scale now raise a typed error naming the source, the peak and the fix."""
+    detector = edge_cm.load()
+    x = flite_spoof()
+    assert detector.detect_array(x, 16000).verdict == "spoof"
+    for gain in (8.0, 32768.0):
+        loud = x * np.float32(gain)
+        with pytest.raises(InvalidSamplesError, match=r"^loud: float samples peak at .*divide by 32768"):
+            detector.detect_array(loud, 16000, source="loud")
+        with pytest.raises(InvalidSamplesError, match=r"^<array>: float samples peak at"):
+            detector.detect_array(loud.astype(np.float64), 16000)
+        with pytest.raises(InvalidSamplesError, match=r"^<chunk>: float samples peak at"):
+            detector.process(loud[:16000])
+        p = tmp_path / f"loud_{gain:g}.wav"
+        sf.write(p, loud, 16000, subtype="FLOAT")
+        with pytest.raises(InvalidSamplesError, match=rf"{p.name}: float samples peak at"):
+            detector.detect_file(p)
+        with pytest.raises(InvalidSamplesError, match=p.name):
+            read_audio(p)
+    assert detector.flush() == []  # the refused chunks left nothing in the stream
+
+
+def test_float_overshoot_from_rounding_and_lossy_decoders_still_passes(tmp_path):
+    """A float export 0.05 % over full scale is scored like the same audio at full scale; a Vorbis file of
+    speech clipped at full scale decodes above 1.0 (decoder overshoot) and is still read."""
+    detector = edge_cm.load()
+    x = flite_spoof()
+    full = x / np.abs(x).max()
+    near = tmp_path / "near.wav"
+    sf.write(near, full * np.float32(1.0005), 16000, subtype="FLOAT")
+    assert 1.0 < np.abs(read_audio(near)).max() <= FLOAT_PEAK_LIMIT
+    assert detector.detect_file(near).score == pytest.approx(detector.detect_array(full, 16000).score, abs=1e-3)
+    streamed = detector.process(full * np.float32(1.0005)) + detector.flush()  # chunks within the tolerance
+    assert [w.verdict for w in streamed] == [w.verdict for w in detector.detect_array(full, 16000).windows]
+    ogg = tmp_path / "clipped.ogg"
+    sf.write(ogg, np.clip(full * 1.5, -1.0, 1.0), 16000, format="OGG", subtype="VORBIS")
+    assert np.abs(read_audio(ogg)).max() > FLOAT_PEAK_LIMIT
+    assert detector.detect_file(ogg).verdict == "spoof"
+
+
+def test_resampled_full_scale_audio_overshoots_and_is_still_scored(tmp_path):
+    """Clipped int16 speech at 8 kHz overshoots full scale once resampled to 16 kHz: a file and a stream
+    through StreamingResampler (as `edge-cm listen` and the voice guard feed chunks) are both scored."""
+    detector = edge_cm.load()
+    x = flite_spoof()
+    clipped = np.clip(resample(x / np.abs(x).max() * 1.5, 16000, 8000), -1.0, 1.0)
+    p = tmp_path / "clipped_8k.wav"
+    sf.write(p, clipped, 8000, subtype="PCM_16")
+    heard = read_audio(p)
+    assert np.abs(heard).max() > FLOAT_PEAK_LIMIT  # the resampler's overshoot, not a scale error
+    clip = detector.detect_file(p)
+    resampler = StreamingResampler(8000, 16000)
+    pcm, _ = sf.read(p, dtype="float32")
+    streamed = []
+    for i in range(0, pcm.size, 800):
+        streamed += detector.process(resampler.feed(pcm[i:i + 800]))
+    streamed += detector.process(resampler.flush()) + detector.flush()
+    assert [w.end for w in streamed] == [w.end for w in clip.windows] and clip.score is not None
+    assert [w.score for w in streamed] == pytest.approx([w.score for w in clip.windows], abs=1e-4)
+
+
+def test_channels_first_arrays_are_refused(tmp_path, real_speech):
+    """(2, n) as torchaudio/librosa return it is not n-channel audio of 2 samples."""
+    detector = edge_cm.load()
+    stereo = np.stack([real_speech, 0.5 * real_speech], axis=1)
+    with pytest.raises(InvalidSamplesError, match=r"shape \(2, \d+\) reads as 2 sample\(s\).*transpose.*x\.T"):
+        detector.detect_array(stereo.T, 16000)
+    assert detector.detect_array(stereo, 16000).score == pytest.approx(
+        detector.detect_array(0.75 * real_speech, 16000).score, abs=1e-5)
+    # a file's last block may hold fewer frames than channels: soundfile's layout is known, so it is read
+    p = tmp_path / "stereo.wav"
+    sf.write(p, stereo[:16001], 16000, subtype="FLOAT")
+    blocks = list(iter_audio_blocks(p, block_seconds=1.0))
+    assert [b.size for b in blocks] == [16000, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks), read_audio(p))
+
+
+@pytest.mark.parametrize("rate", ["44.1k", float("nan"), float("inf"), 0, -16000, 44100.5, None])
+def test_sample_rate_must_be_a_positive_whole_number_of_hz(detector, real_speech, rate):
+    with pytest.raises(InvalidSamplesError, match=r"invalid sample rate .*positive whole number"):
+        detector.detect_array(real_speech[:16000], rate)
+
+
+def test_whole_number_sample_rates_of_any_type_are_taken(detector, real_speech):
+    x = real_speech[:5 * 16000]
+    scores = {detector.detect_array(x, rate).score for rate in (16000, 16000.0, np.int64(16000), "16000")}
+    assert len(scores) == 1
+
+
+@pytest.mark.parametrize("threshold", [0, -0.2, 1.5, float("nan"), "high", None])
+def test_bundle_threshold_must_be_a_probability(tmp_path, float_bundle, threshold):
+    """At 0 every window would be spoof, above 1 none could be: such a bundle is refused by name."""
+    b = copy_bundle(float_bundle, tmp_path / "b")
+    meta = json.loads((b / BUNDLE_FILE).read_text())
+    meta["threshold"] = threshold
+    (b / BUNDLE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"b/bundle\.json: threshold .* not a spoof probability in \(0, 1\]"):
+        edge_cm.load(b)
+    meta["threshold"] = 1.0
+    (b / BUNDLE_FILE).write_text(json.dumps(meta))
+    assert edge_cm.load(b).threshold == 1.0

@@ -383,3 +383,33 @@ def test_channel_robustness_scores_real_clips_through_the_runtime(tmp_path, floa
         ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(broken), "--out", str(bad)])
     assert str(corrupt_clip) in str(err.value)
     assert not bad.exists()
+
+
+def test_channel_robustness_level_conditions_rescale_each_clip(tmp_path, float_bundle, bonafide_dir, bonafide_rows):
+    """``--conditions level``: each condition's clip scores are the runtime's scores of the clip scaled by
+    that gain (or to that peak); no babble, so no train split is needed."""
+    import json
+
+    import edge_cm
+    from edge_cm.audio import read_audio
+    from training.data.manifest import write_manifest_csv
+
+    ch = _script("channel_robustness")
+    dev = [r for r in bonafide_rows if r["split"] == "dev"][:8]
+    rows = [ManifestRow(path=str(bonafide_dir / r["path"]), label="bonafide" if k % 2 else "spoof",
+                        family="bonafide" if k % 2 else "tts", system="" if k % 2 else "s0", split="dev",
+                        speaker=r["speaker"], source=r["source"]) for k, r in enumerate(dev)]
+    manifest = write_manifest_csv(rows, tmp_path / "m.csv")
+    out = tmp_path / "l.md"
+    assert ch.main(["--bundle", f"a={float_bundle}", "--manifest", str(manifest), "--conditions", "level",
+                    "--resamples", "200", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())["dev"]["a"]["conditions"]
+    assert list(res) == list(ch.level_conditions()) and "Input level" in out.read_text()
+    det = edge_cm.load(float_bundle)
+    audio = [read_audio(r.path) for r in rows]
+    quiet = [det.detect_array(a * np.float32(10 ** (-12 / 20)), 16000).score for a in audio]
+    loud = [det.detect_array(a * np.float32(10 ** (-1 / 20) / np.abs(a).max()), 16000).score for a in audio]
+    for cond, scores in (("-12 dB", quiet), ("peak at -1 dBFS", loud)):
+        expected = ch.family_metrics(rows, scores, det.threshold)
+        assert res[cond]["eer"] == pytest.approx(expected["eer"]), cond
+        assert res[cond]["false_alarm_percent"] == pytest.approx(expected["false_alarm_percent"]), cond

@@ -97,9 +97,37 @@ def test_calibrate_and_threshold_on_the_command_line(noisy_room, tmp_path, capsy
         assert bad.name in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     for target in ("0", "100", "nan"):  # refused before any clip is scored
         assert main(["calibrate", *files, "--false-alarms", target]) == EXIT_ERROR
-        assert "false-alarm target must be a fraction" in capsys.readouterr().err
+        assert f"false-alarm target must be a percent in (0, 100), got {target}" in capsys.readouterr().err
     assert main(["detect", files[0], "--threshold", "1.5"]) == EXIT_ERROR
     assert "threshold must be a spoof probability" in capsys.readouterr().err
+
+
+def test_threshold_lies_strictly_above_the_score_it_must_exceed():
+    """Rounding up to six decimals landed back on 0.30004 (a bona fide score): 2 of 20 false alarms, 10 %
+    against a 5 % target. Every six-decimal score in a sweep now gets a threshold strictly above it."""
+    scores = [0.05] * 18 + [0.30004, 0.9]
+    t = threshold_for(scores, 0.05)
+    assert t == 0.300041 and false_alarm_rate(scores, t) == 0.05
+    for k in range(0, 1_000_000, 7):
+        s = k / 1e6
+        t = threshold_for([0.0] * 18 + [s, 1.0], 0.05)
+        assert s < t <= s + 1.000001e-6 and round(t, 6) == t, (s, t)
+
+
+def test_scores_saturated_at_one_have_no_threshold():
+    """min(1.0, ...) returned 1.0 for two clips at 1.0, which are both judged spoof at 1.0 (10 % vs 5 %)."""
+    with pytest.raises(EdgeCMError, match=r"2 of 20 clips with speech score 1, more than the 1 .* no threshold up"):
+        threshold_for([0.1] * 18 + [1.0, 1.0], 0.05)
+    assert threshold_for([0.1] * 19 + [1.0], 0.05) == 0.100001  # one such clip is the one allowed
+    assert threshold_for([0.1] * 18 + [0.9999995, 1.0], 0.05) == 1.0
+
+
+def test_calibrate_reports_a_bad_percent_in_percent(capsys):
+    """--false-alarms 150 was reported as "got 1.5" beside a percent hint; it is refused before any scoring."""
+    assert main(["calibrate", "never-read.wav", "--false-alarms", "150"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.strip() == ("edge-cm calibrate: error: false-alarm target must be a percent in (0, 100), got 150 "
+                           "(e.g. --false-alarms 5 for 5 %)")
 
 
 def test_load_refuses_a_threshold_that_is_not_a_probability():

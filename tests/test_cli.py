@@ -246,3 +246,22 @@ def test_bandwidth_check_refuses_a_corrupt_clip_before_scoring(tmp_path, float_b
     line, = res.stderr.strip().splitlines()
     assert line.startswith(f"bandwidth_sensitivity.py: error: {clip}: ") and "cannot decode audio" in line
     assert not (tmp_path / "out.md").exists()
+
+
+def test_hop_and_listen_seconds_out_of_range_exit_2_in_one_line(tmp_path, real_speech, capsys):
+    """--hop inf crashed with OverflowError, --hop 10 skipped audio; --seconds inf crashed in listen."""
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, real_speech[:5 * 16000], 16000)
+    res = run("detect", wav, "--hop", "inf")
+    assert res.returncode == EXIT_ERROR and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("edge-cm detect: error: hop must be seconds in (0, 4] (the window length), got inf "
+                                  "(a longer hop would skip audio between windows; e.g. --hop 2.0)")
+    for hop in ("nan", "10", "0"):
+        assert main(["detect", str(wav), "--hop", hop]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith("edge-cm detect: error: hop must be seconds in (0, 4]") and err.count("\n") == 1
+    for seconds in ("inf", "nan", "0", "-3"):  # refused before any device is opened
+        assert main(["listen", "--seconds", seconds]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith("edge-cm listen: error: seconds to listen must be a finite number above 0, "
+                              f"got {seconds}")

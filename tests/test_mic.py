@@ -14,7 +14,7 @@ import pytest
 
 import edge_cm
 from edge_cm.audio import resample
-from edge_cm.errors import DeviceError
+from edge_cm.errors import DeviceError, EdgeCMError
 from edge_cm.mic import listen
 
 
@@ -81,3 +81,12 @@ def test_missing_device_is_a_clear_error(float_bundle, monkeypatch):
 
     with pytest.raises(DeviceError, match="no usable input device|PortAudio"):
         open_microphone("no such microphone 12345", 16000)
+
+
+def test_listen_refuses_seconds_that_are_not_finite_and_positive(real_speech):
+    """seconds=inf raised a bare OverflowError, NaN a ValueError; 0 or less listened to nothing."""
+    for bad in (float("inf"), float("nan"), 0.0, -1.0):
+        stream = ScriptedStream(real_speech[:16000], 16000, ())
+        with pytest.raises(EdgeCMError, match="seconds to listen must be a finite number above 0"):
+            listen(stream=stream, seconds=bad, out=io.StringIO())
+        assert not stream.started

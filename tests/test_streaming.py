@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import edge_cm
+from edge_cm.errors import EdgeCMError
 from edge_cm.features import FrameAnalyzer, compute_features, normalize
-from edge_cm.window import SpeechGate, loop_to_length, window_starts
+from edge_cm.window import MIN_AUDIO_SECONDS, SpeechGate, loop_to_length, min_audio_samples, window_starts
 
 BACKENDS = ["onnx", "tflite"]
 
@@ -115,3 +116,60 @@ def test_memory_stays_bounded_on_a_long_stream(float_bundle, real_speech):
         if i % 1000 == 999:
             sizes.append((det._ring.nbytes, det._pending.nbytes, len(det._columns)))
     assert len(set(sizes)) == 1, sizes
+
+
+def window_keys(windows):
+    return [(w.index, w.start, w.end, w.score, w.verdict) for w in windows]
+
+
+def test_detect_file_leaves_a_stream_in_progress_untouched(tmp_path, real_speech):
+    """An app checks a voicemail file while its microphone stream runs: the stream goes on as if nothing
+    happened, and the file is scored as on an idle detector."""
+    import soundfile as sf
+
+    det = edge_cm.load()
+    audio = real_speech[: 9 * 16000 + 777]
+    voicemail = tmp_path / "voicemail.wav"
+    sf.write(voicemail, real_speech[16000:6 * 16000], 16000, subtype="FLOAT")
+    uninterrupted = stream(det, audio, 1000)
+    alone = det.detect_file(voicemail)
+    before = []
+    for i in range(0, 70000, 1000):  # past the first window, into the second
+        before += det.process(audio[i:i + 1000])
+    during = det.detect_file(voicemail)
+    after = stream(det, audio[70000:], 1000)
+    assert len(before) == 1 and len(uninterrupted) == 4
+    assert window_keys(before + after) == window_keys(uninterrupted)
+    assert window_keys(during.windows) == window_keys(alone.windows) and len(alone.windows) == 2
+
+
+def test_audio_shorter_than_the_minimum_is_no_speech_not_judged(tmp_path, real_speech):
+    """0.1 s of speech (gate: mostly active frames) is not looped into a verdict; 0.4 s is, offline and streamed."""
+    import soundfile as sf
+
+    det = edge_cm.load()
+    n_min = min_audio_samples(16000)
+    assert n_min == round(MIN_AUDIO_SECONDS * 16000) == 4000
+    speech = real_speech[16000:]
+    assert det.gate.speech_fraction(speech[:1600]) >= 0.6  # it is speech: only its length keeps it unscored
+    for n, scored in ((1, False), (1600, False), (n_min - 1, False), (n_min, True), (6400, True)):
+        offline = det.detect_array(speech[:n], 16000).windows
+        streamed = stream(det, speech[:n], 1000)
+        assert window_keys(streamed) == window_keys(offline) and len(offline) == 1
+        w = offline[0]
+        assert (w.start, w.end) == (0.0, n / 16000)
+        assert (w.score is not None, w.looped) == (scored, scored)
+        assert w.verdict in (("spoof", "bonafide") if scored else ("no_speech",))
+    p = tmp_path / "short_48k.wav"  # a file at another rate: the limit applies after resampling to 16 kHz
+    sf.write(p, np.repeat(speech[:1600], 3), 48000, subtype="PCM_16")
+    clip = det.detect_file(p)
+    assert (clip.verdict, clip.score, len(clip.windows)) == ("no_speech", None, 1)
+    assert clip.windows[0].end == pytest.approx(0.1)
+
+
+def test_hop_must_be_finite_and_at_most_the_window():
+    """A hop longer than the window skipped audio; inf/NaN crashed with OverflowError/ValueError."""
+    for bad in (float("inf"), float("nan"), 0.0, -1.0, 4.01, 10.0, "two"):
+        with pytest.raises(EdgeCMError, match=r"hop must be seconds in \(0, 4\] \(the window length\)"):
+            edge_cm.load(hop_seconds=bad)
+    assert edge_cm.load(hop_seconds=4.0).hop_samples == 64000

@@ -805,3 +805,49 @@ def test_adapting_a_babble_trained_model_mixes_babble_from_the_whole_bonafide_tr
     noise = tuned.train_set.augment.steps[0].transform
     assert noise.kinds == ("babble",) and len(noise.babble_speech) == 20
     assert len(babble.training_rows([r for r in tuned.train_set.rows if r.is_bonafide], 20)) < 20
+
+
+def test_a_level_normalised_run_stores_the_training_level_and_sees_no_gain(toy_manifest, tmp_path):
+    """``level_norm``: the FeatureSpec of the run carries the median level of the training windows, and its
+    windows' features are those of any scaled copy (training, export and runtime share the spec)."""
+    from edge_cm.features import compute_features, window_level_dbfs
+
+    cfg = toy_config(toy_manifest, level_norm=True, max_epochs=1, max_steps_per_epoch=2)
+    trainer = run(cfg, tmp_path / "level")
+    _, meta = load_checkpoint(tmp_path / "level" / "best.pt")
+    spec = meta["feature_spec"]
+    train = [r for r in ds.read_rows(toy_manifest) if r.split == "train"]
+    sample = ds.subset(train, cfg.norm_stats_windows, cfg.seed)
+    centre = ds.WindowDataset(sample, spec, train=False, add_channel=False)
+    levels = [window_level_dbfs(centre.window(i)) for i in range(len(sample))]
+    assert spec.level_dbfs == pytest.approx(float(np.median(levels)), abs=0.005)
+    assert trainer.val_set.spec == spec
+    window = trainer.val_set.window(0)
+    assert np.abs(compute_features(spec, 0.2 * window) - compute_features(spec, window)).max() < 1e-3
+
+
+def test_release_gives_a_trained_model_a_level_or_refuses_a_bad_one(toy_manifest, trained_run, tmp_path):
+    from dataclasses import replace as with_changes
+
+    from edge_cm.bundle import load_bundle
+    from edge_cm.errors import FeatureSpecError
+    from training.level import training_level_dbfs
+    from training.release import main
+
+    cfg, _, run_dir = trained_run
+    manifest = release_manifest(toy_manifest, tmp_path)
+    base = ["--checkpoint", str(run_dir / "best.pt"), "--manifest", str(manifest), "--formats", "onnx",
+            "--gate-windows", "8", "--calibration-windows", "8"]
+    assert main(base + ["--out", str(tmp_path / "auto"), "--level-dbfs", "auto"]) == 0
+    spec = load_bundle(tmp_path / "auto").meta.feature_spec
+    _, meta = load_checkpoint(run_dir / "best.pt")
+    train = [r for r in ds.read_rows(manifest) if r.split == "train"]
+    expected = training_level_dbfs(train, meta["feature_spec"], n_windows=cfg.norm_stats_windows, seed=cfg.seed)
+    assert spec.level_dbfs == expected and with_changes(spec, level_dbfs=None) == meta["feature_spec"]
+    assert load_checkpoint(tmp_path / "auto")[1]["feature_spec"] == spec  # adapt --from the bundle keeps it
+    assert main(base + ["--out", str(tmp_path / "fixed"), "--level-dbfs", "-20"]) == 0
+    assert load_bundle(tmp_path / "fixed").meta.feature_spec.level_dbfs == -20.0
+    for bad, message in (("loud", "keep, auto or a level"), ("5", "level_dbfs must be")):
+        with pytest.raises(FeatureSpecError, match=message):
+            main(base + ["--out", str(tmp_path / "bad"), "--level-dbfs", bad])
+        assert not (tmp_path / "bad").exists()

@@ -59,7 +59,7 @@ def test_exports_to_onnx_and_tflite_and_the_runtime_scores_as_torch(tmp_path):
     for fmt in ("onnx", "tflite"):
         assert bundle.meta.export_gates["results"][f"{fmt}/float32"]["max_abs_logit_diff"] <= 1e-4
     # The runtime instance-normalises the window as training did, so its logits are torch's.
-    loud = 8.0 * windows[0]
+    loud = windows[0] * np.float32(0.99 / np.abs(windows[0]).max())  # about twice as loud, within full scale
     with torch.no_grad():
         expected = model(torch.from_numpy(compute_features(spec, loud))[None]).numpy()[0]
     for backend in ("onnx", "tflite"):

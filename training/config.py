@@ -130,6 +130,9 @@ class TrainConfig:
     seed: int = 0
     norm_stats_windows: int = 512
     """Training windows sampled for the global per-bin mean/std (front ends that need them)."""
+    level_norm: bool = False
+    """Level-normalised front end: every window's log features shifted to the training windows' median
+    level (``FeatureSpec.level_dbfs``, :mod:`training.level`), so the model does not depend on input gain."""
     max_train_files: int = 0
     """0 = all; otherwise a deterministic subset (quick runs, tests)."""
     exclude_systems: list = field(default_factory=list)

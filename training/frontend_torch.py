@@ -7,10 +7,13 @@ needs gradients through it; training may use either implementation.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from edge_cm.features import FeatureSpec, mel_filterbank, window_function
+from edge_cm.features import (LEVEL_FLOOR_DBFS, LEVEL_FRAME_SAMPLES, LEVEL_LOUDEST_SHARE, FeatureSpec, mel_filterbank,
+                              window_function)
 
 
 class TorchFrontEnd(nn.Module):
@@ -60,9 +63,22 @@ class TorchFrontEnd(nn.Module):
         tau = (x.real * y.real + x.imag * y.imag) * torch.exp(-2.0 * spec.mgd_gamma * envelope)
         return torch.sign(tau) * tau.abs().pow(spec.mgd_alpha)
 
+    def level_gain(self, wave: torch.Tensor) -> torch.Tensor:
+        """:func:`edge_cm.features.level_gain` of each window of (B, samples), as (B, 1, 1) float64."""
+        x = wave.double()
+        n = x.shape[-1] // LEVEL_FRAME_SAMPLES
+        power = x[:, :n * LEVEL_FRAME_SAMPLES].reshape(x.shape[0], n, LEVEL_FRAME_SAMPLES).pow(2).mean(dim=-1)
+        k = max(1, math.ceil(LEVEL_LOUDEST_SHARE * n))
+        loudest = power.sort(dim=-1).values[:, -k:].mean(dim=-1).clamp_min(1e-30)
+        level = (10.0 * torch.log10(loudest)).clamp_min(LEVEL_FLOOR_DBFS)
+        return torch.pow(10.0, (self.spec.level_dbfs - level) / 20.0)[:, None, None]
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         x = self.frames(wave)
+        if spec.level_dbfs is not None:  # edge_cm.features.apply_gain
+            value = (torch.exp(x.double()) - spec.log_offset).clamp_min(0.0)
+            x = torch.log(self.level_gain(wave).pow(spec.power) * value + spec.log_offset).float()
         if spec.normalization == "global":
             x = (x - self.mean) / self.std
         elif spec.normalization == "instance":

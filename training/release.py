@@ -122,6 +122,27 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
     return "\n".join(lines) + "\n"
 
 
+def with_level(spec, level: str, train_rows: Sequence, cfg):
+    """``spec`` with ``level_dbfs`` from ``--level-dbfs`` (``auto``: :func:`training.level.training_level_dbfs`
+    of the run's training windows; the global statistics stay those the model was trained with)."""
+    from dataclasses import replace
+
+    from edge_cm.errors import FeatureSpecError
+
+    if level == "auto":
+        from training.level import training_level_dbfs
+
+        value = training_level_dbfs(train_rows, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed,
+                                    window_seconds=cfg.window_seconds)
+    else:
+        try:
+            value = float(level)
+        except ValueError:
+            raise FeatureSpecError(f"--level-dbfs must be keep, auto or a level in dBFS, got {level!r}",
+                                   hint="e.g. --level-dbfs auto") from None
+    return replace(spec, level_dbfs=value)
+
+
 def main(argv: list[str] | None = None) -> int:
     from export.api import export_bundle
     from training.dataset import read_rows
@@ -142,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="if an int8 gate fails, ship the float formats and record why in the bundle")
     p.add_argument("--int8-keep-float", default="", metavar="MODULES",
                    help="comma-separated module names left float32 in the int8 models (see edge-cm-export)")
+    p.add_argument("--level-dbfs", default="keep", metavar="keep|auto|DBFS",
+                   help="the front end's level normalisation (FeatureSpec.level_dbfs): keep the checkpoint's, auto "
+                        "(the training windows' median level, training.level), or a level in dBFS")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
@@ -162,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     for s, part in by_split.items():
         if not any(r.is_bonafide for r in part) or all(r.is_bonafide for r in part):
             raise DataError(f"split {s!r} needs bona fide and spoof rows", path=args.manifest)
+    if args.level_dbfs != "keep":
+        spec = with_level(spec, args.level_dbfs, by_split["train"], meta["config"])
+        # The bundle's training weights carry the spec too, so `adapt --from` the bundle keeps the level.
+        checkpoint = dict(checkpoint, feature_spec=spec.to_dict())
     if args.max_clips:
         from training.dataset import subset
         by_split = {s: subset(part, args.max_clips, seed=0) for s, part in by_split.items()}

@@ -30,7 +30,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -462,6 +462,11 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
     spec = feature_spec
     if spec is None:
         spec = arch.feature_spec()
+        if cfg.level_norm:  # before the statistics, so they describe the levelled features
+            from training.level import training_level_dbfs
+
+            spec = replace(spec, level_dbfs=training_level_dbfs(
+                train_rows, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed, window_seconds=cfg.window_seconds))
         if arch.needs_global_stats:
             mean, std = ds.global_stats(train_rows, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed,
                                         window_seconds=cfg.window_seconds, num_workers=cfg.num_workers)

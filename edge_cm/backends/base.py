@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import ModelFile, TensorInfo
-from ..errors import BundleIntegrityError
+from ..errors import BackendError, BundleIntegrityError
 
 
 class Backend(ABC):
@@ -33,11 +33,18 @@ class Backend(ABC):
         return x
 
     def finish_output(self, raw: np.ndarray) -> np.ndarray:
+        """The model's raw output as logits (n_classes,) float32; NaN/Inf raise :class:`BackendError`."""
         info = self.model.output
         out = np.asarray(raw)
         if info.dtype == "int8":
             out = dequantize(out, info)
-        return out.astype(np.float32).reshape(-1)
+        out = out.astype(np.float32).reshape(-1)
+        # A NaN logit would otherwise turn into a score of 0.0, a confident bona fide.
+        if not np.all(np.isfinite(out)):
+            raise BackendError(f"model produced NaN/Inf logits {out.tolist()}", path=self.path,
+                               hint="its input features or weights are not finite; check the front end and "
+                                    "re-export the bundle")
+        return out
 
     @abstractmethod
     def run(self, features: np.ndarray) -> np.ndarray:
