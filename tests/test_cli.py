@@ -92,6 +92,7 @@ def test_info(float_bundle):
     res = run("info", float_bundle)
     assert res.returncode == EXIT_OK, res.stderr
     assert "UNTRAINED" in res.stdout and "model.onnx" in res.stdout and "model.tflite" in res.stdout
+    assert "dBFS" not in res.stdout  # a bundle without a level says nothing of one
     meta = json.loads(run("info", float_bundle, "--json").stdout)
     assert meta["feature_spec"]["kind"] == "log_spectrogram" and meta["window_samples"] == 64000
 
@@ -106,6 +107,8 @@ def test_info_of_the_default_bundle_separates_fixed_weights():
     assert prof["fixed_parameters"] > 0
     assert f"{prof['parameters']:,} (+ {prof['fixed_parameters']:,} fixed, not trained)" in res.stdout
     assert "training_weights.npz" in res.stdout and "not used at run time" in res.stdout
+    level = load_bundle(default_bundle_path()).meta.feature_spec.level_dbfs
+    assert f"level {level:g} dBFS" in res.stdout
 
 
 def test_demo_runs_the_default_bundle_over_every_clip():
