@@ -120,8 +120,10 @@ class FeatureSpec:
             if self.kind not in LEVEL_KINDS:
                 raise FeatureSpecError(f"level_dbfs is not supported for {self.kind!r} features",
                                        hint=f"use it with {LEVEL_KINDS}, or leave it unset")
-            if not (isinstance(self.level_dbfs, (int, float)) and -120.0 < self.level_dbfs <= 0.0):
+            if isinstance(self.level_dbfs, bool) or not (isinstance(self.level_dbfs, (int, float, np.floating))
+                                                          and -120.0 < float(self.level_dbfs) <= 0.0):
                 raise FeatureSpecError(f"level_dbfs must be a level in (-120, 0] dBFS, got {self.level_dbfs!r}")
+            object.__setattr__(self, "level_dbfs", float(self.level_dbfs))  # frozen: normalise once (JSON-safe)
 
     # -- geometry -------------------------------------------------------
     @property

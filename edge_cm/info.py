@@ -23,8 +23,8 @@ def describe_bundle(bundle: Bundle) -> str:
         f"front end    {spec.kind}: win {spec.win_length}, hop {spec.hop_length}, n_fft {spec.n_fft}, "
         f"{spec.window} window" + (f", {spec.n_mels} mel bands" if spec.kind == "log_mel" else "")
         + f", normalisation {spec.normalization}"
-        + (f", level {spec.level_dbfs:g} dBFS (input gain does not change the score)" if spec.level_dbfs is not None
-           else ""),
+        + (f", level {spec.level_dbfs:g} dBFS (a scored window's features do not depend on the gain)"
+           if spec.level_dbfs is not None else ""),
         f"threshold    {m.threshold:.4f} ({m.threshold_method})",
         "models:",
     ]

@@ -81,9 +81,10 @@ def test_level_spec_round_trips_and_bad_levels_are_refused(windows):
     assert FeatureSpec.from_dict(json.loads(leveled.to_json())) == leveled
     with pytest.raises(FeatureSpecError, match="not supported"):
         FeatureSpec(kind="waveform", window="rectangular", level_dbfs=-20.0)
-    for bad in (3.0, -150.0, float("nan")):
+    for bad in (3.0, -150.0, float("nan"), False, "-20"):
         with pytest.raises(FeatureSpecError, match="level_dbfs must be"):
             replace(plain, level_dbfs=bad)
+    assert type(replace(plain, level_dbfs=np.float32(-20.0)).level_dbfs) is float  # numpy input, JSON-safe spec
     with pytest.raises(FeatureSpecError, match="needs the window"):
         normalize(leveled, FrameAnalyzer(leveled).frames(windows[0]))
 
@@ -105,9 +106,11 @@ def test_the_shipped_default_is_level_normalised():
     assert edge_cm.load().spec.level_dbfs is not None
 
 
-def test_a_leveled_bundle_streams_as_it_scores_offline_and_ignores_the_gain(tmp_path, bonafide_dir, bonafide_rows):
-    row = pick_clips(bonafide_rows, "test", 1, min_seconds=9.0)[0]
-    audio = read_audio(bonafide_dir / row["path"])[:160000]
+@pytest.mark.parametrize("seconds", [9.5, 3.0], ids=["with_a_tail_window", "looped"])
+def test_a_leveled_bundle_streams_as_it_scores_offline_and_ignores_the_gain(seconds, tmp_path, bonafide_dir,
+                                                                            bonafide_rows):
+    row = pick_clips(bonafide_rows, "test", 1, min_seconds=10.0)[0]
+    audio = read_audio(bonafide_dir / row["path"])[:int(seconds * 16000)]
     leveled = edge_cm.load(copy_with_level(tmp_path, -30.0), backend="onnx")
     offline = leveled.detect_array(audio, 16000)
     streamed = []
@@ -116,6 +119,7 @@ def test_a_leveled_bundle_streams_as_it_scores_offline_and_ignores_the_gain(tmp_
     streamed += leveled.flush()
     assert [(w.start, w.end) for w in streamed] == [(w.start, w.end) for w in offline.windows]
     assert np.allclose([w.score for w in streamed], [w.score for w in offline.windows], atol=1e-5)
+    assert offline.windows[-1].end == pytest.approx(seconds)
     quiet = leveled.detect_array(0.25 * audio, 16000)
     assert abs(quiet.score - offline.score) < 1e-3
     plain = edge_cm.load(copy_with_level(tmp_path, None), backend="onnx")  # without the level, the gain counts

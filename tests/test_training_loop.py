@@ -822,6 +822,11 @@ def test_a_level_normalised_run_stores_the_training_level_and_sees_no_gain(toy_m
     levels = [window_level_dbfs(centre.window(i)) for i in range(len(sample))]
     assert spec.level_dbfs == pytest.approx(float(np.median(levels)), abs=0.005)
     assert trainer.val_set.spec == spec
+    # The statistics describe the levelled features, not the raw ones (levelling narrows their spread).
+    levelled = ds.global_stats(train, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed)
+    raw = ds.global_stats(train, replace(spec, level_dbfs=None), n_windows=cfg.norm_stats_windows, seed=cfg.seed)
+    assert np.allclose(spec.norm_mean, levelled[0], atol=1e-5) and np.allclose(spec.norm_std, levelled[1], atol=1e-5)
+    assert np.abs(np.asarray(spec.norm_std) - raw[1]).max() > 1e-2
     window = trainer.val_set.window(0)
     assert np.abs(compute_features(spec, 0.2 * window) - compute_features(spec, window)).max() < 1e-3
 
@@ -847,7 +852,31 @@ def test_release_gives_a_trained_model_a_level_or_refuses_a_bad_one(toy_manifest
     assert load_checkpoint(tmp_path / "auto")[1]["feature_spec"] == spec  # adapt --from the bundle keeps it
     assert main(base + ["--out", str(tmp_path / "fixed"), "--level-dbfs", "-20"]) == 0
     assert load_bundle(tmp_path / "fixed").meta.feature_spec.level_dbfs == -20.0
-    for bad, message in (("loud", "keep, auto or a level"), ("5", "level_dbfs must be")):
+    # A levelled bundle released again with --level-dbfs none gives back the run's own front end.
+    again = ["--checkpoint", str(tmp_path / "auto")] + base[2:]
+    assert main(again + ["--out", str(tmp_path / "none"), "--level-dbfs", "none"]) == 0
+    assert load_bundle(tmp_path / "none").meta.feature_spec == meta["feature_spec"]
+    for bad, message in (("loud", "keep, auto, none or a level"), ("5", "level_dbfs must be")):
         with pytest.raises(FeatureSpecError, match=message):
             main(base + ["--out", str(tmp_path / "bad"), "--level-dbfs", bad])
         assert not (tmp_path / "bad").exists()
+
+
+def test_adapting_a_levelled_model_keeps_its_level_fine_tuned_or_from_scratch(toy_manifest, trained_run, tmp_path):
+    """A front end with a level (``release --level-dbfs``) is part of the model: ``adapt`` keeps it, and
+    ``--scratch`` levels its fresh statistics too."""
+    from training.adapt import adapt
+
+    _, _, run_dir = trained_run
+    ckpt = torch.load(run_dir / "best.pt", weights_only=False)
+    ckpt["feature_spec"] = dict(ckpt["feature_spec"], level_dbfs=-20.0)  # as release --level-dbfs -20 writes it
+    torch.save(ckpt, tmp_path / "levelled.pt")
+    rows = ds.read_rows(toy_manifest)
+    bona = [r for r in rows if r.is_bonafide]
+    held = [replace(r, split="train" if i % 2 else "dev")
+            for i, r in enumerate(r for r in rows if r.system == "espeak_f3")]
+    common = dict(max_epochs=1, batch_size=4, num_workers=0, progress=False)
+    tuned = adapt(tmp_path / "levelled.pt", bona, held, 0.5, tmp_path / "ft", **common)
+    assert tuned.train_set.spec.level_dbfs == -20.0
+    scratch = adapt(tmp_path / "levelled.pt", bona, held, 0.5, tmp_path / "sc", scratch=True, **common)
+    assert scratch.train_set.spec.level_dbfs is not None and scratch.cfg.level_norm

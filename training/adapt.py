@@ -56,15 +56,18 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
     val_rows = [r for r in bonafide_rows + spoof_rows if r.split == "dev"]
     # a model trained with babble keeps it, mixed from all train-split bona fide clips, not the sample
     babble_rows = [r for r in bonafide_rows if r.split == "train"]
+    spec = FeatureSpec.from_dict(ckpt["feature_spec"])
+    # A levelled front end (from level_norm or release --level-dbfs) is part of the model: scratch keeps it too.
     cfg = replace(base, seed=seed, lr=lr if lr is not None else (base.lr if scratch else base.lr / 10),
                   max_epochs=max_epochs or base.max_epochs, batch_size=batch_size or base.batch_size,
                   num_workers=base.num_workers if num_workers is None else num_workers,
-                  max_train_files=0, max_val_files=0, progress=progress)
+                  max_train_files=0, max_val_files=0, progress=progress,
+                  level_norm=base.level_norm or spec.level_dbfs is not None)
     if scratch:
         prepared = prepare(cfg, systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
                            babble_rows=babble_rows)
     else:
-        prepared = prepare(cfg, feature_spec=FeatureSpec.from_dict(ckpt["feature_spec"]),
+        prepared = prepare(cfg, feature_spec=spec,
                            systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
                            babble_rows=babble_rows)
         load_weights(prepared.model, ckpt["model_state"], checkpoint)

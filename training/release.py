@@ -124,7 +124,8 @@ def model_card(meta_name: str, arch: str, profile: dict, dev: dict, test: dict, 
 
 def with_level(spec, level: str, train_rows: Sequence, cfg):
     """``spec`` with ``level_dbfs`` from ``--level-dbfs`` (``auto``: :func:`training.level.training_level_dbfs`
-    of the run's training windows; the global statistics stay those the model was trained with)."""
+    of the run's training windows; ``none``: no level; the global statistics stay those the model was trained
+    with)."""
     from dataclasses import replace
 
     from edge_cm.errors import FeatureSpecError
@@ -134,11 +135,13 @@ def with_level(spec, level: str, train_rows: Sequence, cfg):
 
         value = training_level_dbfs(train_rows, spec, n_windows=cfg.norm_stats_windows, seed=cfg.seed,
                                     window_seconds=cfg.window_seconds)
+    elif level == "none":
+        value = None
     else:
         try:
             value = float(level)
         except ValueError:
-            raise FeatureSpecError(f"--level-dbfs must be keep, auto or a level in dBFS, got {level!r}",
+            raise FeatureSpecError(f"--level-dbfs must be keep, auto, none or a level in dBFS, got {level!r}",
                                    hint="e.g. --level-dbfs auto") from None
     return replace(spec, level_dbfs=value)
 
@@ -163,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="if an int8 gate fails, ship the float formats and record why in the bundle")
     p.add_argument("--int8-keep-float", default="", metavar="MODULES",
                    help="comma-separated module names left float32 in the int8 models (see edge-cm-export)")
-    p.add_argument("--level-dbfs", default="keep", metavar="keep|auto|DBFS",
+    p.add_argument("--level-dbfs", default="keep", metavar="keep|auto|none|DBFS",
                    help="the front end's level normalisation (FeatureSpec.level_dbfs): keep the checkpoint's, auto "
-                        "(the training windows' median level, training.level), or a level in dBFS")
+                        "(the training windows' median level, training.level), none, or a level in dBFS")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
 
