@@ -14,7 +14,8 @@ from edge_cm.errors import DataError
 from training import dataset as ds
 from training.config import TrainConfig, load_config
 from training.evaluate import ScoredSet, compute_metrics, evaluate, plot_det, plot_histogram
-from training.train import ClassificationLoss, Trainer, inverse_frequency_weights, load_checkpoint, prepare, run
+from training.train import (ClassificationLoss, Trainer, family_balanced_source_weights, inverse_frequency_weights,
+                            load_checkpoint, prepare, run)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,47 @@ def test_inverse_frequency_weights():
     torch.testing.assert_close(w, torch.tensor([4 / 6, 4 / 2]))
     # Weighted, each class contributes equally to the loss.
     assert float(w[0] * 3) == pytest.approx(float(w[1] * 1))
+
+
+def test_family_balanced_weights_give_each_spoofing_family_the_same_share():
+    from training.data.manifest import ManifestRow
+
+    def row(system, family, label="spoof"):
+        return ManifestRow(path=f"{system}.flac", label=label, system=system, family=family, split="train")
+
+    rows = ([row("-", "bonafide", "bonafide")] * 5 + [row("tts_a", "tts")] * 3 + [row("tts_b", "tts")]
+            + [row("voc_c", "vocoder")] * 2)
+    w = family_balanced_source_weights(rows, ["none", "tts_a", "tts_b", "voc_c", "voc_unseen"])
+    torch.testing.assert_close(w, torch.tensor([1.0, 0.75, 0.75, 1.5, 1.0]))
+    assert 4 * 0.75 == 2 * 1.5 and 4 * 0.75 + 2 * 1.5 == 6  # equal family shares, same spoof total
+
+
+def test_example_weights_reweight_the_veracity_loss_by_source():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 2)
+    batch = {"label": torch.tensor([0, 1, 1, 1, 0, 1]), "source": torch.tensor([0, 1, 2, 2, 0, ds.IGNORE_INDEX])}
+    class_w = torch.tensor([0.8, 1.3])
+    plain = ClassificationLoss(class_w)(logits, batch)[0]
+    ones = ClassificationLoss(class_w, example_weights=torch.ones(3))(logits, batch)[0]
+    torch.testing.assert_close(ones, plain)  # equal source weights: exactly the class-weighted loss
+    src_w = torch.tensor([1.0, 3.0, 0.5])
+    got = ClassificationLoss(class_w, example_weights=src_w)(logits, batch)[0]
+    w = torch.tensor([0.8, 1.3 * 3.0, 1.3 * 0.5, 1.3 * 0.5, 0.8, 1.3])  # the unknown source weighs 1
+    ce = torch.nn.functional.cross_entropy(logits, batch["label"], reduction="none")
+    torch.testing.assert_close(got, (w * ce).sum() / w.sum())
+    assert not torch.isclose(got, plain)
+
+
+def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, class_weighting="family_balanced", max_epochs=1, max_steps_per_epoch=1)
+    trainer = run(cfg, tmp_path / "r")
+    # The toy corpus's spoofs are all one family (tts), so every source weighs 1.
+    torch.testing.assert_close(trainer.loss_fn.example_weights, torch.ones(len(trainer.train_set.systems)))
+    assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["train_loss"])
+    with pytest.raises(DataError, match="one-class"):
+        run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
+    with pytest.raises(DataError, match="class_weighting"):
+        toy_config(toy_manifest, class_weighting="per_family")
 
 
 def test_config_round_trip_and_errors(tmp_path, monkeypatch):

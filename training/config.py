@@ -18,6 +18,7 @@ CLASSES = ("bonafide", "spoof")
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 """Noise kinds a config may name (``training.augment.NOISE_KINDS`` without recorded noise, which needs files)."""
 LR_SCHEDULES = ("plateau", "cosine")
+CLASS_WEIGHTINGS = ("inverse_frequency", "none", "family_balanced")
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     """0 = a full pass over the training set per epoch."""
     class_weighting: str = "inverse_frequency"
-    """``inverse_frequency`` or ``none``."""
+    """``inverse_frequency``, ``none``, or ``family_balanced``: inverse frequency, and within the spoof
+    class each spoofing family (the manifest's ``family``) weighs the same, whatever its number of clips."""
     source_loss_weight: float = 1.0
     """Weight of the source cross-entropy of multi-task models (the paper sums them: 1)."""
     num_workers: int = 2
@@ -186,8 +188,8 @@ class TrainConfig:
         if self.lr_schedule == "cosine" and not 0 <= self.min_lr < self.lr:
             raise DataError(f"a cosine schedule anneals from lr to min_lr: need 0 <= min_lr < lr, got "
                             f"min_lr {self.min_lr} and lr {self.lr}", hint="e.g. lr: 0.001, min_lr: 1.0e-05")
-        if self.class_weighting not in ("inverse_frequency", "none"):
-            raise DataError(f"class_weighting must be 'inverse_frequency' or 'none', got {self.class_weighting!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise DataError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise DataError(f"ema_decay must be in [0, 1), got {self.ema_decay}", hint="0 turns it off; try 0.998")
         if self.ema_decay > 0 and self.precise_bn_batches <= 0:

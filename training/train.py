@@ -74,20 +74,39 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> torch.Tenso
     return torch.tensor(w, dtype=torch.float32)
 
 
+def family_balanced_source_weights(rows, systems: list[str]) -> torch.Tensor:
+    """Per-source weights (index into ``systems``) under which each spoofing family of ``rows`` (the
+    manifest's ``family``: tts, vocoder, codec, ...) carries the same share of the spoof class:
+    ``N_spoof / (F * n_family)`` for a system of that family, 1 for bona fide (``none``) and for systems
+    not in ``rows``. The spoof class's total weight is unchanged."""
+    spoofs = [r for r in rows if not r.is_bonafide]
+    family_of = {r.system: r.family for r in spoofs}
+    counts: dict[str, int] = {}
+    for r in spoofs:
+        counts[r.family] = counts.get(r.family, 0) + 1
+    weights = [len(spoofs) / (len(counts) * counts[family_of[name]]) if name in family_of else 1.0
+               for name in systems]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 @dataclass
 class ClassificationLoss:
     """Weighted cross-entropy on the veracity logits (or, with ``one_class_margin``, the
     weighted OC-Softmax loss of a one-class head, :mod:`training.models.one_class`), plus
     (multi-task) ``source_weight`` x the cross-entropy of the source logits (targets of -100
-    are skipped)."""
+    are skipped). ``example_weights`` (per source index, :func:`family_balanced_source_weights`)
+    further weight each example of the veracity term by its source; sources of -100 weigh 1."""
 
     class_weights: torch.Tensor | None = None
     source_weight: float = 1.0
     one_class_margin: float | None = None
+    example_weights: torch.Tensor | None = None
 
     def __call__(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict]:
         logits = logits_of(outputs)
-        if self.one_class_margin is None:
+        if self.example_weights is not None:
+            loss = self._example_weighted_ce(logits, batch)
+        elif self.one_class_margin is None:
             loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
         else:
             loss = OneClassLoss(self.one_class_margin, self.class_weights)(logits, batch["label"])
@@ -99,6 +118,16 @@ class ClassificationLoss:
                 loss = loss + self.source_weight * src
                 parts["source_ce"] = float(src.detach())
         return loss, parts
+
+    def _example_weighted_ce(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        # The weighted mean of F.cross_entropy(weight=...), with each example's class weight
+        # multiplied by its source's, so equal example weights give the class-weighted loss exactly.
+        label, source = batch["label"], batch["source"]
+        known = source != ds.IGNORE_INDEX
+        w = torch.where(known, self.example_weights[source.clamp(min=0)], torch.ones_like(source, dtype=logits.dtype))
+        if self.class_weights is not None:
+            w = w * self.class_weights[label]
+        return (w * F.cross_entropy(logits, label, reduction="none")).sum() / w.sum()
 
 
 @dataclass
@@ -158,12 +187,18 @@ class Trainer:
         if loss_fn is None:
             n_classes = len(self.meta.get("classes", CLASSES))
             weights = (inverse_frequency_weights(train_set.labels(), n_classes)
-                       if cfg.class_weighting == "inverse_frequency" else None)
+                       if cfg.class_weighting != "none" else None)
+            example_weights = (family_balanced_source_weights(train_set.rows, train_set.systems)
+                               if cfg.class_weighting == "family_balanced" else None)
             # A one-class head brings its own loss: cross-entropy on its bounded logits would
             # ignore the margins that make it one-class.
             head = one_class_head_of(model)
+            if head is not None and example_weights is not None:
+                raise DataError("class_weighting: family_balanced weights the cross-entropy; a one-class head "
+                                "has its own loss", hint="use class_weighting: inverse_frequency with a one-class head")
             loss_fn = ClassificationLoss(weights, cfg.source_loss_weight,
-                                         one_class_margin=head.margin if head is not None else None)
+                                         one_class_margin=head.margin if head is not None else None,
+                                         example_weights=example_weights)
             if cfg.teachers:
                 from training.distill import DistillationLoss, load_teachers
                 from training.resnetse.kd import KDConfig
