@@ -133,7 +133,8 @@ def test_family_balanced_weights_give_each_spoofing_family_the_same_share():
             + [row("voc_c", "vocoder")] * 2)
     w = family_balanced_source_weights(rows, ["none", "tts_a", "tts_b", "voc_c", "voc_unseen"])
     torch.testing.assert_close(w, torch.tensor([1.0, 0.75, 0.75, 1.5, 1.0]))
-    assert 4 * 0.75 == 2 * 1.5 and 4 * 0.75 + 2 * 1.5 == 6  # equal family shares, same spoof total
+    tts_share, voc_share = float(3 * w[1] + w[2]), float(2 * w[3])
+    assert tts_share == voc_share and tts_share + voc_share == 6  # equal family shares, same spoof total
 
 
 def test_example_weights_reweight_the_veracity_loss_by_source():
@@ -154,12 +155,25 @@ def test_example_weights_reweight_the_veracity_loss_by_source():
 
 def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(toy_manifest, tmp_path):
     cfg = toy_config(toy_manifest, class_weighting="family_balanced", max_epochs=1, max_steps_per_epoch=1)
-    trainer = run(cfg, tmp_path / "r")
-    # The toy corpus's spoofs are all one family (tts), so every source weighs 1.
-    torch.testing.assert_close(trainer.loss_fn.example_weights, torch.ones(len(trainer.train_set.systems)))
+    # The toy corpus's spoofs are all TTS: call one engine's a vocoder, and keep half of its training
+    # clips, so that the two families differ in size.
+    rows = [replace(r, family="vocoder") if r.system == "flite_kal" else r for r in ds.read_rows(str(toy_manifest))]
+    train_rows = [r for r in rows if r.split == "train"]
+    voc_rows = [r for r in train_rows if r.system == "flite_kal"]
+    train_rows = [r for r in train_rows if r not in voc_rows[len(voc_rows) // 2:]]
+    prepared = prepare(cfg, train_rows=train_rows, val_rows=[r for r in rows if r.split == "dev"])
+    trainer = run(cfg, tmp_path / "r", prepared=prepared)
+    spoofs = [r for r in train_rows if not r.is_bonafide]
+    n_voc = sum(r.family == "vocoder" for r in spoofs)
+    assert 0 < n_voc < len(spoofs) - n_voc
+    expected = [1.0 if name == ds.NONE_SOURCE else
+                len(spoofs) / (2 * (n_voc if name == "flite_kal" else len(spoofs) - n_voc))
+                for name in trainer.train_set.systems]
+    torch.testing.assert_close(trainer.loss_fn.example_weights, torch.tensor(expected))
     assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["train_loss"])
     with pytest.raises(DataError, match="one-class"):
         run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
+    assert not (tmp_path / "oc").exists()  # refused before the run folder is written
     with pytest.raises(DataError, match="class_weighting"):
         toy_config(toy_manifest, class_weighting="per_family")
 

@@ -587,10 +587,11 @@ def run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, max_step
         prepared = prepared or prepare(cfg, feature_spec=spec, systems=ckpt.get("systems") or None)
     else:
         prepared = prepared or prepare(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(out_dir / "config.yaml")
+    # The trainer first, so a setting it refuses leaves no run folder behind.
     trainer = Trainer(cfg, prepared.model, prepared.train_set, prepared.val_set, out_dir,
                       loss_fn=loss_fn, meta=prepared.meta)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / "config.yaml")
     if resume and last.exists():
         trainer.load(last)
     else:
