@@ -78,7 +78,8 @@ def family_balanced_source_weights(rows, systems: list[str]) -> torch.Tensor:
     """Per-source weights (index into ``systems``) under which each spoofing family of ``rows`` (the
     manifest's ``family``: tts, vocoder, codec, ...) carries the same share of the spoof class:
     ``N_spoof / (F * n_family)`` for a system of that family, 1 for bona fide (``none``) and for systems
-    not in ``rows``. The spoof class's total weight is unchanged."""
+    not in ``rows``. The spoof class's total weight is unchanged. Spoofs whose family is ``unknown``
+    count as one more family."""
     spoofs = [r for r in rows if not r.is_bonafide]
     family_of = {r.system: r.family for r in spoofs}
     counts: dict[str, int] = {}
