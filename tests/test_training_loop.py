@@ -135,6 +135,12 @@ def test_family_balanced_weights_give_each_spoofing_family_the_same_share():
     torch.testing.assert_close(w, torch.tensor([1.0, 0.75, 0.75, 1.5, 1.0]))
     tts_share, voc_share = float(3 * w[1] + w[2]), float(2 * w[3])
     assert tts_share == voc_share and tts_share + voc_share == 6  # equal family shares, same spoof total
+    for power in (0.5, 0.0):  # milder: shares in proportion to clip count ** (1 - power)
+        w = family_balanced_source_weights(rows, ["none", "tts_a", "tts_b", "voc_c"], power)
+        tts_share, voc_share = float(3 * w[1] + w[2]), float(2 * w[3])
+        assert tts_share / voc_share == pytest.approx((4 / 2) ** (1 - power))
+        assert tts_share + voc_share == pytest.approx(6) and float(w[0]) == 1.0 and w[1] == w[2]
+    assert torch.equal(w, torch.ones(4))  # power 0 changes nothing
 
 
 def test_example_weights_reweight_the_veracity_loss_by_source():
@@ -176,6 +182,11 @@ def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(
     assert not (tmp_path / "oc").exists()  # refused before the run folder is written
     with pytest.raises(DataError, match="class_weighting"):
         toy_config(toy_manifest, class_weighting="per_family")
+    for power in (1.5, -0.1, float("nan")):
+        with pytest.raises(DataError, match="family_power"):
+            toy_config(toy_manifest, class_weighting="family_balanced", family_power=power)
+    with pytest.raises(DataError, match="only applies"):
+        toy_config(toy_manifest, family_power=0.5)
 
 
 def test_config_round_trip_and_errors(tmp_path, monkeypatch):
@@ -936,3 +947,66 @@ def test_adapting_a_levelled_model_keeps_its_level_fine_tuned_or_from_scratch(to
     assert tuned.train_set.spec.level_dbfs == -20.0
     scratch = adapt(tmp_path / "levelled.pt", bona, held, 0.5, tmp_path / "sc", scratch=True, **common)
     assert scratch.train_set.spec.level_dbfs is not None and scratch.cfg.level_norm
+
+
+def test_a_run_starts_from_given_weights_and_keeps_their_front_end(toy_manifest, trained_run, tmp_path):
+    from training.train import prepare_from
+
+    cfg, _, run_dir = trained_run
+    start, meta = load_checkpoint(run_dir / "best.pt")
+    warm = prepare_from(replace(cfg, seed=9), run_dir / "best.pt")
+    assert all(torch.equal(warm.model.state_dict()[n], w) for n, w in start.state_dict().items())
+    assert warm.train_set.spec == meta["feature_spec"]
+    assert prepare(replace(cfg, seed=9)).train_set.spec.norm_mean != meta["feature_spec"].norm_mean  # not recomputed
+    tuned = run(replace(cfg, init_from=str(run_dir / "best.pt"), seed=9, max_epochs=1), tmp_path / "ft").model
+    fresh = prepare(replace(cfg, seed=9)).model
+
+    def distance(model) -> float:
+        return sum(float((model.state_dict()[n].float() - w.float()).pow(2).sum())
+                   for n, w in start.state_dict().items() if w.is_floating_point() and "running" not in n)
+
+    assert 0 < distance(tuned) < distance(fresh) / 10
+    assert load_config(tmp_path / "ft" / "config.yaml").init_from == str(run_dir / "best.pt")
+    with pytest.raises(DataError, match="set architecture: efficientcnn_small_mt"):
+        run(replace(cfg, architecture="efficientcnn_small", init_from=str(run_dir / "best.pt")), tmp_path / "a")
+    with pytest.raises(DataError, match="no level"):
+        run(replace(cfg, level_norm=True, init_from=str(run_dir / "best.pt")), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, trained_run, tmp_path):
+    from training.cli import main as cli
+    from training.interpolate import interpolate, mix_states
+
+    cfg, _, run_dir = trained_run
+    start = run_dir / "best.pt"
+    run(replace(cfg, init_from=str(start), lr=1e-2, max_epochs=1), tmp_path / "ft")
+    end = tmp_path / "ft" / "best.pt"
+    metrics = interpolate(start, end, 0.25, tmp_path / "mix.pt", num_workers=0)
+    mix, meta = load_checkpoint(tmp_path / "mix.pt")
+    a, b = load_checkpoint(start)[0].state_dict(), load_checkpoint(end)[0].state_dict()
+    weights = [n for n, w in a.items() if w.is_floating_point() and "running" not in n]
+    assert any(not torch.allclose(a[n], b[n]) for n in weights)
+    for n in weights:
+        assert torch.allclose(mix.state_dict()[n], 0.75 * a[n] + 0.25 * b[n], atol=1e-6)
+    # BatchNorm statistics are measured for the mix, not mixed
+    means = [n for n in a if n.endswith("running_mean")]
+    assert any(not torch.allclose(mix.state_dict()[n], 0.75 * a[n] + 0.25 * b[n], atol=1e-4) for n in means)
+    assert meta["metrics"]["alpha"] == 0.25 and meta["metrics"]["val_loss"] == metrics["val_loss"]
+    assert meta["feature_spec"] == load_checkpoint(start)[1]["feature_spec"]
+
+    with pytest.raises(DataError, match="already exists"):
+        interpolate(start, end, 0.5, tmp_path / "mix.pt")
+    with pytest.raises(DataError, match="alpha"):
+        interpolate(start, end, 1.5, tmp_path / "m2.pt")
+    other = run(replace(cfg, seed=11, max_epochs=1), tmp_path / "other")  # its own normalisation statistics
+    assert other.train_set.spec != meta["feature_spec"]
+    with pytest.raises(DataError, match="differ in feature_spec"):
+        interpolate(tmp_path / "other" / "best.pt", end, 0.5, tmp_path / "m3.pt")
+    with pytest.raises(DataError, match="different layers"):
+        mix_states({"w": torch.zeros(2)}, {"v": torch.zeros(2)}, 0.5, "x.pt")
+    with pytest.raises(DataError, match="shape"):
+        mix_states({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, 0.5, "x.pt")
+    assert cli(["interpolate", "--start", str(start), "--end", str(tmp_path / "nope.pt"), "--alpha", "0.5",
+                "--out", str(tmp_path / "m4.pt")]) == 2
+    assert not (tmp_path / "m2.pt").exists() and not (tmp_path / "m4.pt").exists()

@@ -44,7 +44,7 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
           batch_size: int | None = None, num_workers: int | None = None, scratch: bool = False,
           progress: bool = True):
     """Fine-tune (or with ``scratch`` train afresh) on ``fraction`` of the rows; returns the Trainer."""
-    from training.train import Trainer, load_weights, prepare, read_checkpoint, seed_everything
+    from training.train import Trainer, prepare, prepare_from, read_checkpoint, seed_everything
     from training.config import TrainConfig
     from edge_cm.features import FeatureSpec
 
@@ -67,10 +67,7 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
         prepared = prepare(cfg, systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
                            babble_rows=babble_rows)
     else:
-        prepared = prepare(cfg, feature_spec=spec,
-                           systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
-                           babble_rows=babble_rows)
-        load_weights(prepared.model, ckpt["model_state"], checkpoint)
+        prepared = prepare_from(cfg, checkpoint, train_rows=train_rows, val_rows=val_rows, babble_rows=babble_rows)
     out = Path(out_dir)
     if (out / "last.pt").exists():
         raise DataError("the output folder already holds a checkpoint", path=out, hint="choose a new --out")

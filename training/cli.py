@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("training.train", "train a detector from a config (architecture from the registry)"),
     "eval": ("training.evaluate", "per-system and pooled EER, AUC, macro-F1, DET and histogram plots"),
     "adapt": ("training.adapt", "fine-tune a trained detector on a few samples of a new attack"),
+    "interpolate": ("training.interpolate", "mix a fine-tuned model's weights with its start's (WiSE-FT)"),
     "release": ("training.release", "checkpoint -> calibrated, gated, evaluated bundle with model card"),
     "describe": ("training.describe", "parameter counts and MACs of registered architectures"),
     "resnetse": ("training.resnetse.cli", "GE2E pre-training, BIM adversarial fine-tuning, distillation"),
@@ -23,7 +24,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: edge-cm-train COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "edge-cm-train COMMAND --help shows a command's options."]
     return "\n".join(lines)
 

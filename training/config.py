@@ -126,6 +126,9 @@ class TrainConfig:
     class_weighting: str = "inverse_frequency"
     """``inverse_frequency``, ``none``, or ``family_balanced``: inverse frequency, and within the spoof
     class each spoofing family (the manifest's ``family``) weighs the same, whatever its number of clips."""
+    family_power: float = 1.0
+    """With ``family_balanced``: a family of ``n`` spoof clips gets a share of the spoof class proportional to
+    ``n ** (1 - family_power)``: 1 = equal shares, 0.5 = milder (square root of its clip count), 0 = none."""
     source_loss_weight: float = 1.0
     """Weight of the source cross-entropy of multi-task models (the paper sums them: 1)."""
     num_workers: int = 2
@@ -170,6 +173,11 @@ class TrainConfig:
     """gamma: the loss is gamma x T^2 x KL(teachers || model) + (1 - gamma) x the label loss."""
     kd_temperature: float = 5.0
     """T, the softmax temperature of the distillation term."""
+    init_from: str = ""
+    """A checkpoint or a bundle folder with training weights that the run starts from (fine-tuning): its
+    weights, front end (normalisation statistics and level included, not recomputed) and source classes.
+    Empty = random initialisation. Its architecture must be the config's. A path, so usually given on the
+    command line (``--init-from``)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -190,6 +198,12 @@ class TrainConfig:
                             f"min_lr {self.min_lr} and lr {self.lr}", hint="e.g. lr: 0.001, min_lr: 1.0e-05")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise DataError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
+        if not (math.isfinite(self.family_power) and 0.0 <= self.family_power <= 1.0):
+            raise DataError(f"family_power must be in [0, 1], got {self.family_power}",
+                            hint="1 gives every spoofing family the same share; 0.5 is milder")
+        if self.family_power != 1.0 and self.class_weighting != "family_balanced":
+            raise DataError("family_power only applies with class_weighting: family_balanced",
+                            hint="set class_weighting: family_balanced, or drop family_power")
         if not 0.0 <= self.ema_decay < 1.0:
             raise DataError(f"ema_decay must be in [0, 1), got {self.ema_decay}", hint="0 turns it off; try 0.998")
         if self.ema_decay > 0 and self.precise_bn_batches <= 0:
@@ -212,6 +226,9 @@ class TrainConfig:
             raise DataError("teachers must be a list of paths", hint="teachers: [runs/a/best.pt, bundles/b]")
         if isinstance(self.exclude_systems, str):
             raise DataError("exclude_systems must be a list of system names", hint="exclude_systems: [voc_griffinlim]")
+        if not isinstance(self.init_from, (str, Path)):
+            raise DataError("init_from must be one path", hint="init_from: runs/a/best.pt, or a bundle folder")
+        object.__setattr__(self, "init_from", str(self.init_from))
         object.__setattr__(self, "teachers", [str(t) for t in self.teachers])  # frozen: normalise once
         object.__setattr__(self, "exclude_systems", [str(x) for x in self.exclude_systems])
 

@@ -74,18 +74,21 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> torch.Tenso
     return torch.tensor(w, dtype=torch.float32)
 
 
-def family_balanced_source_weights(rows, systems: list[str]) -> torch.Tensor:
-    """Per-source weights (index into ``systems``) under which each spoofing family of ``rows`` (the
-    manifest's ``family``: tts, vocoder, codec, ...) carries the same share of the spoof class:
-    ``N_spoof / (F * n_family)`` for a system of that family, 1 for bona fide (``none``) and for systems
-    not in ``rows``. The spoof class's total weight is unchanged. Spoofs whose family is ``unknown``
-    count as one more family."""
+def family_balanced_source_weights(rows, systems: list[str], power: float = 1.0) -> torch.Tensor:
+    """Per-source weights (index into ``systems``) that rebalance the spoofing families of ``rows`` (the
+    manifest's ``family``: tts, vocoder, codec, ...) within the spoof class: a system of family ``f`` with
+    ``n_f`` clips weighs ``N_spoof * n_f ** -power / sum_g n_g ** (1 - power)``, so family ``f``'s share of
+    the spoof class is proportional to ``n_f ** (1 - power)``: ``power`` 1 gives every family the same share,
+    0.5 a share proportional to the square root of its clip count, 0 changes nothing. Bona fide (``none``)
+    and systems not in ``rows`` weigh 1. The spoof class's total weight is unchanged. Spoofs whose family is
+    ``unknown`` count as one more family."""
     spoofs = [r for r in rows if not r.is_bonafide]
     family_of = {r.system: r.family for r in spoofs}
     counts: dict[str, int] = {}
     for r in spoofs:
         counts[r.family] = counts.get(r.family, 0) + 1
-    weights = [len(spoofs) / (len(counts) * counts[family_of[name]]) if name in family_of else 1.0
+    total = sum(n ** (1.0 - power) for n in counts.values())
+    weights = [len(spoofs) * counts[family_of[name]] ** -power / total if name in family_of else 1.0
                for name in systems]
     return torch.tensor(weights, dtype=torch.float32)
 
@@ -189,7 +192,8 @@ class Trainer:
             n_classes = len(self.meta.get("classes", CLASSES))
             weights = (inverse_frequency_weights(train_set.labels(), n_classes)
                        if cfg.class_weighting != "none" else None)
-            example_weights = (family_balanced_source_weights(train_set.rows, train_set.systems)
+            example_weights = (family_balanced_source_weights(train_set.rows, train_set.systems,
+                                                              cfg.family_power)
                                if cfg.class_weighting == "family_balanced" else None)
             # A one-class head brings its own loss: cross-entropy on its bounded logits would
             # ignore the margins that make it one-class.
@@ -524,6 +528,24 @@ def prepare(cfg: TrainConfig, *, feature_spec: FeatureSpec | None = None, system
     return Prepared(model, train_set, val_set, meta)
 
 
+def prepare_from(cfg: TrainConfig, source: str | Path, **rows) -> Prepared:
+    """:func:`prepare` for a model that starts from the weights of ``source`` (a checkpoint or a bundle
+    with training weights): its front end and source classes are kept, its weights loaded. ``rows``:
+    ``train_rows`` / ``val_rows`` / ``babble_rows`` as for :func:`prepare`."""
+    ckpt = read_checkpoint(source)
+    require_keys(ckpt, ("architecture", "model_state", "feature_spec"), source)
+    if ckpt["architecture"] != cfg.architecture:
+        raise DataError(f"the starting weights are a {ckpt['architecture']}, the config trains a "
+                        f"{cfg.architecture}", path=source, hint=f"set architecture: {ckpt['architecture']}")
+    spec = FeatureSpec.from_dict(ckpt["feature_spec"])
+    if cfg.level_norm and spec.level_dbfs is None:
+        raise DataError("level_norm is set, but the starting model's front end has no level", path=source,
+                        hint="start from a model released with --level-dbfs, or set level_norm: false")
+    prepared = prepare(cfg, feature_spec=spec, systems=ckpt.get("systems") or None, **rows)
+    load_weights(prepared.model, ckpt["model_state"], source)
+    return prepared
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint dict from a run's ``best.pt`` / ``last.pt``, or from a bundle folder (or its
     ``bundle.json``) that carries training weights (no optimiser state then)."""
@@ -541,6 +563,13 @@ def read_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
         raise DataError(f"cannot read checkpoint: {exc}", path=path) from exc
+
+
+def require_keys(ckpt: dict, keys: tuple, path: str | Path) -> None:
+    """A :class:`DataError` naming the first of ``keys`` that the checkpoint dict lacks."""
+    for key in keys:
+        if key not in ckpt:
+            raise DataError(f"checkpoint lacks {key!r}", path=path, hint="was it written by edge-cm-train?")
 
 
 def load_weights(model: nn.Module, state: dict, source: str | Path) -> None:
@@ -562,9 +591,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
 def model_from_checkpoint(ckpt: dict, path: str | Path) -> tuple[nn.Module, dict]:
     """:func:`load_checkpoint` of a checkpoint dict already read from ``path`` (named in errors)."""
-    for key in ("architecture", "model_state", "feature_spec", "classes", "config"):
-        if key not in ckpt:
-            raise DataError(f"checkpoint lacks {key!r}", path=path, hint="was it written by edge-cm-train?")
+    require_keys(ckpt, ("architecture", "model_state", "feature_spec", "classes", "config"), path)
     model = registry.build(ckpt["architecture"], **(ckpt.get("model_args") or {}))
     load_weights(model, ckpt["model_state"], path)
     model.eval()
@@ -586,6 +613,8 @@ def run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, max_step
         ckpt = read_checkpoint(last)
         spec = FeatureSpec.from_dict(ckpt["feature_spec"]) if ckpt.get("feature_spec") else None
         prepared = prepared or prepare(cfg, feature_spec=spec, systems=ckpt.get("systems") or None)
+    elif cfg.init_from:
+        prepared = prepared or prepare_from(cfg, cfg.init_from)
     else:
         prepared = prepared or prepare(cfg)
     # The trainer first, so a setting it refuses leaves no run folder behind.
@@ -613,10 +642,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, help="override seed")
     p.add_argument("--teacher", action="append", metavar="CKPT_OR_BUNDLE",
                    help="distil from this trained model too (repeat for an ensemble; sets teachers)")
+    p.add_argument("--init-from", metavar="CKPT_OR_BUNDLE",
+                   help="start from this trained model's weights and front end (fine-tuning; sets init_from)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     overrides = {"manifest": args.manifest, "max_epochs": args.max_epochs, "num_workers": args.workers,
-                 "seed": args.seed, "teachers": args.teacher}
+                 "seed": args.seed, "teachers": args.teacher, "init_from": args.init_from}
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_config(args.config, **overrides)
