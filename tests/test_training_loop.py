@@ -483,9 +483,11 @@ def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, tra
     assert sum(not r.is_bonafide for r in tuned.train_set.rows) == -(-n_train // 2)
     assert tuned.train_set.spec == trainer.train_set.spec  # the checkpoint's normalisation
     assert tuned.cfg.lr == pytest.approx(trainer.cfg.lr / 10)
+    assert load_config(tmp_path / "ft" / "config.yaml").init_from == str(run_dir / "best.pt")  # provenance
     scratch = adapt(run_dir / "best.pt", bona, held, 0.5, tmp_path / "sc", max_epochs=1, batch_size=4,
                     num_workers=0, progress=False, scratch=True)
     assert scratch.train_set.spec.norm_mean != trainer.train_set.spec.norm_mean  # recomputed
+    assert scratch.cfg.init_from == ""
     assert (tmp_path / "ft" / "best.pt").is_file() and (tmp_path / "sc" / "best.pt").is_file()
 
 

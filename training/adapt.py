@@ -62,7 +62,8 @@ def adapt(checkpoint: str | Path, bonafide_rows: list, spoof_rows: list, fractio
                   max_epochs=max_epochs or base.max_epochs, batch_size=batch_size or base.batch_size,
                   num_workers=base.num_workers if num_workers is None else num_workers,
                   max_train_files=0, max_val_files=0, progress=progress,
-                  level_norm=base.level_norm or spec.level_dbfs is not None)
+                  level_norm=base.level_norm or spec.level_dbfs is not None,
+                  init_from="" if scratch else str(checkpoint))
     if scratch:
         prepared = prepare(cfg, systems=ckpt.get("systems") or None, train_rows=train_rows, val_rows=val_rows,
                            babble_rows=babble_rows)
