@@ -1005,10 +1005,13 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
     assert other.train_set.spec != meta["feature_spec"]
     with pytest.raises(DataError, match="differ in feature_spec"):
         interpolate(tmp_path / "other" / "best.pt", end, 0.5, tmp_path / "m3.pt")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(DataError, match="cannot read checkpoint"):
+        interpolate(tmp_path / "junk.pt", end, 0.5, tmp_path / "m5.pt")
     with pytest.raises(DataError, match="different layers"):
         mix_states({"w": torch.zeros(2)}, {"v": torch.zeros(2)}, 0.5, "x.pt")
     with pytest.raises(DataError, match="shape"):
         mix_states({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, 0.5, "x.pt")
     assert cli(["interpolate", "--start", str(start), "--end", str(tmp_path / "nope.pt"), "--alpha", "0.5",
                 "--out", str(tmp_path / "m4.pt")]) == 2
-    assert not (tmp_path / "m2.pt").exists() and not (tmp_path / "m4.pt").exists()
+    assert not any((tmp_path / f"m{i}.pt").exists() for i in range(2, 6))  # nothing written half

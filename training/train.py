@@ -535,7 +535,7 @@ def prepare_from(cfg: TrainConfig, source: str | Path, **rows) -> Prepared:
     ckpt = read_checkpoint(source)
     require_keys(ckpt, ("architecture", "model_state", "feature_spec"), source)
     if ckpt["architecture"] != cfg.architecture:
-        raise DataError(f"the starting weights are a {ckpt['architecture']}, the config trains a "
+        raise DataError(f"the starting weights are of architecture {ckpt['architecture']}, the config's is "
                         f"{cfg.architecture}", path=source, hint=f"set architecture: {ckpt['architecture']}")
     spec = FeatureSpec.from_dict(ckpt["feature_spec"])
     if cfg.level_norm and spec.level_dbfs is None:
@@ -562,7 +562,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise DataError(f"cannot read checkpoint: {exc}", path=path) from exc
+        raise DataError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path,
+                        hint="pass a best.pt or last.pt written by edge-cm-train, or a bundle folder") from exc
 
 
 def require_keys(ckpt: dict, keys: tuple, path: str | Path) -> None:
