@@ -159,7 +159,7 @@ def test_example_weights_reweight_the_veracity_loss_by_source():
     assert not torch.isclose(got, plain)
 
 
-def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(toy_manifest, tmp_path):
+def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(toy_manifest, tmp_path, capsys):
     cfg = toy_config(toy_manifest, class_weighting="family_balanced", max_epochs=1, max_steps_per_epoch=1)
     # The toy corpus's spoofs are all TTS: call one engine's a vocoder, and keep half of its training
     # clips, so that the two families differ in size.
@@ -176,6 +176,9 @@ def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(
                 len(spoofs) / (2 * (n_voc if name == "flite_kal" else len(spoofs) - n_voc))
                 for name in trainer.train_set.systems]
     torch.testing.assert_close(trainer.loss_fn.example_weights, torch.tensor(expected))
+    n_tts = len(spoofs) - n_voc  # the run prints the weights it uses, per family
+    assert (f"family weights of spoof examples: tts {len(spoofs) / (2 * n_tts):.2f} ({n_tts} clips), "
+            f"vocoder {len(spoofs) / (2 * n_voc):.2f} ({n_voc} clips)") in capsys.readouterr().out
     assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["train_loss"])
     with pytest.raises(DataError, match="one-class"):
         run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
@@ -1001,6 +1004,15 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
         interpolate(start, end, 0.5, tmp_path / "mix.pt")
     with pytest.raises(DataError, match="alpha"):
         interpolate(start, end, 1.5, tmp_path / "m2.pt")
+    with pytest.raises(DataError, match="alpha"):  # checked before any file is read
+        interpolate(tmp_path / "nope.pt", end, float("nan"), tmp_path / "m2.pt")
+    moved = torch.load(end, weights_only=True)  # an end trained on a corpus that is not on this machine
+    moved["config"]["manifest"] = "elsewhere/manifest.csv"
+    torch.save(moved, tmp_path / "moved.pt")
+    with pytest.raises(DataError, match="pass --manifest"):
+        interpolate(start, tmp_path / "moved.pt", 0.5, tmp_path / "m6.pt")
+    interpolate(start, tmp_path / "moved.pt", 0.5, tmp_path / "m7.pt", manifest=str(toy_manifest), num_workers=0)
+    assert (tmp_path / "m7.pt").is_file()
     other = run(replace(cfg, seed=11, max_epochs=1), tmp_path / "other")  # its own normalisation statistics
     assert other.train_set.spec != meta["feature_spec"]
     with pytest.raises(DataError, match="differ in feature_spec"):
@@ -1014,4 +1026,4 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
         mix_states({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, 0.5, "x.pt")
     assert cli(["interpolate", "--start", str(start), "--end", str(tmp_path / "nope.pt"), "--alpha", "0.5",
                 "--out", str(tmp_path / "m4.pt")]) == 2
-    assert not any((tmp_path / f"m{i}.pt").exists() for i in range(2, 6))  # nothing written half
+    assert not any((tmp_path / f"m{i}.pt").exists() for i in range(2, 7))  # nothing written half

@@ -27,11 +27,15 @@ import torch
 from edge_cm.errors import DataError
 
 
+def check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0 or not math.isfinite(alpha):
+        raise DataError(f"alpha must be in [0, 1], got {alpha}", hint="0 = the start, 1 = the fine-tuned model")
+
+
 def mix_states(start: dict, end: dict, alpha: float, source: str | Path) -> dict:
     """``(1 - alpha) * start + alpha * end`` for floating-point tensors; integer buffers (BatchNorm's
     batch counters) are taken from ``end``. Different keys or shapes are a :class:`DataError`."""
-    if not 0.0 <= alpha <= 1.0 or not math.isfinite(alpha):
-        raise DataError(f"alpha must be in [0, 1], got {alpha}", hint="0 = the start, 1 = the fine-tuned model")
+    check_alpha(alpha)
     if set(start) != set(end):
         diff = sorted(set(start) ^ set(end))[:5]
         raise DataError(f"the two models have different layers ({', '.join(diff)})", path=source,
@@ -55,6 +59,7 @@ def interpolate(start: str | Path, end: str | Path, alpha: float, out: str | Pat
     from edge_cm.features import FeatureSpec
     from training.config import TrainConfig
 
+    check_alpha(alpha)  # before any file is read
     out = Path(out)
     if out.exists():
         raise DataError("the output file already exists", path=out, hint="choose a new --out")
@@ -69,6 +74,9 @@ def interpolate(start: str | Path, end: str | Path, alpha: float, out: str | Pat
             raise DataError(f"the start and the end differ in {key}", path=end,
                             hint="interpolate a fine-tuned model with the model it started from (its init_from)")
     cfg = TrainConfig.from_dict(b["config"], source=end)
+    if not manifest and not Path(cfg.manifest).is_file():
+        raise DataError(f"the end's training manifest {cfg.manifest} is not on this machine", path=end,
+                        hint="pass --manifest with the corpus the end was trained on (its BatchNorm batches)")
     cfg = replace(cfg, manifest=manifest or cfg.manifest, progress=False,
                   num_workers=cfg.num_workers if num_workers is None else num_workers)
     if cfg.precise_bn_batches <= 0:

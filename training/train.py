@@ -74,6 +74,17 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> torch.Tenso
     return torch.tensor(w, dtype=torch.float32)
 
 
+def family_weight_summary(rows, systems: list[str], weights: torch.Tensor) -> str:
+    """One line per spoofing family of ``rows``: its example weight and clip count (the run prints it)."""
+    counts: dict[str, int] = {}
+    weight_of: dict[str, float] = {}
+    for r in rows:
+        if not r.is_bonafide:
+            counts[r.family] = counts.get(r.family, 0) + 1
+            weight_of[r.family] = float(weights[systems.index(r.system)]) if r.system in systems else 1.0
+    return ", ".join(f"{family} {weight_of[family]:.2f} ({counts[family]:,} clips)" for family in sorted(counts))
+
+
 def family_balanced_source_weights(rows, systems: list[str], power: float = 1.0) -> torch.Tensor:
     """Per-source weights (index into ``systems``) that rebalance the spoofing families of ``rows`` (the
     manifest's ``family``: tts, vocoder, codec, ...) within the spoof class: a system of family ``f`` with
@@ -562,7 +573,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise DataError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path=path,
+        kind = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read checkpoint ({kind})", path=path,
                         hint="pass a best.pt or last.pt written by edge-cm-train, or a bundle folder") from exc
 
 
@@ -621,6 +633,10 @@ def run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, max_step
     # The trainer first, so a setting it refuses leaves no run folder behind.
     trainer = Trainer(cfg, prepared.model, prepared.train_set, prepared.val_set, out_dir,
                       loss_fn=loss_fn, meta=prepared.meta)
+    example_weights = getattr(trainer.loss_fn, "example_weights", None)
+    if example_weights is not None:
+        print("family weights of spoof examples: "
+              + family_weight_summary(prepared.train_set.rows, prepared.train_set.systems, example_weights))
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(out_dir / "config.yaml")
     if resume and last.exists():
