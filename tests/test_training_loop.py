@@ -1000,6 +1000,28 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
     assert meta["metrics"]["alpha"] == 0.25 and meta["metrics"]["val_loss"] == metrics["val_loss"]
     assert meta["feature_spec"] == load_checkpoint(start)[1]["feature_spec"]
 
+    # a soup: the uniform mean of two fine-tunes of the same start (another seed), then mixed with the start
+    run(replace(cfg, init_from=str(start), lr=1e-2, max_epochs=1, seed=5), tmp_path / "ft2")
+    end2 = tmp_path / "ft2" / "best.pt"
+    c = load_checkpoint(end2)[0].state_dict()
+    assert any(not torch.allclose(b[n], c[n]) for n in weights)
+    interpolate(start, [end, end2], 0.5, tmp_path / "soup.pt", num_workers=0)
+    soup, soup_meta = load_checkpoint(tmp_path / "soup.pt")
+    for n in weights:
+        assert torch.allclose(soup.state_dict()[n], 0.5 * a[n] + 0.25 * (b[n] + c[n]), atol=1e-6)
+    assert soup_meta["metrics"]["end"] == [str(end), str(end2)]
+    with pytest.raises(DataError, match="no init_from"):  # the start itself was trained from scratch
+        interpolate(start, [end, start], 1.0, tmp_path / "m8.pt")
+    moved_start = torch.load(end2, weights_only=True)
+    moved_start["config"]["init_from"] = str(tmp_path / "ft" / "best.pt")
+    torch.save(moved_start, tmp_path / "other_start.pt")
+    with pytest.raises(DataError, match="started from"):
+        interpolate(start, [end, tmp_path / "other_start.pt"], 1.0, tmp_path / "m8.pt")
+    assert cli(["interpolate", "--start", str(start), "--end", str(end), str(end2), "--alpha", "1",
+                "--out", str(tmp_path / "soup1.pt"), "--workers", "0"]) == 0
+    soup1 = load_checkpoint(tmp_path / "soup1.pt")[0].state_dict()
+    assert all(torch.allclose(soup1[n], 0.5 * (b[n] + c[n]), atol=1e-6) for n in weights)
+
     with pytest.raises(DataError, match="already exists"):
         interpolate(start, end, 0.5, tmp_path / "mix.pt")
     with pytest.raises(DataError, match="alpha"):
@@ -1026,4 +1048,4 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
         mix_states({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, 0.5, "x.pt")
     assert cli(["interpolate", "--start", str(start), "--end", str(tmp_path / "nope.pt"), "--alpha", "0.5",
                 "--out", str(tmp_path / "m4.pt")]) == 2
-    assert not any((tmp_path / f"m{i}.pt").exists() for i in range(2, 7))  # nothing written half
+    assert not any((tmp_path / f"m{i}.pt").exists() for i in (2, 3, 4, 5, 6, 8))  # nothing written half

@@ -1,4 +1,5 @@
-"""Interpolate the weights of a fine-tuned detector and the model it started from (WiSE-FT).
+"""Interpolate the weights of a fine-tuned detector and the model it started from (WiSE-FT), or average
+several fine-tunes of one start (a model soup).
 
 ``edge-cm-train interpolate --start bundles/default_nolevel --end runs/ft/best.pt --alpha 0.5 --out runs/ft/mid.pt``
 
@@ -9,11 +10,16 @@ sense along one fine-tuning path: two models trained apart from different random
 not share a basin, and their mix is noise. So both must be the same architecture with the same
 front end and source classes (the fine-tuned run's ``init_from`` gives that).
 
+With several ``--end`` checkpoints the end is their uniform weight mean, a "model soup" (Wortsman et
+al. 2022, "Model soups"): fine-tunes of one start with different seeds stay in its basin, and their
+mean cancels part of each one's seed noise at no cost in parameters. ``--alpha 1`` writes the soup
+itself. Every end must record the same ``init_from``.
+
 Every floating-point weight is mixed; BatchNorm statistics are then recomputed on the end
 run's training batches (``precise_bn_batches`` of its config), because a mix of two sets of
 running statistics does not describe the mixed weights' activations. The result is a
 checkpoint that ``edge-cm-train release`` and ``eval`` accept; its ``metrics`` hold the
-validation loss and EER of the mix, and ``alpha``, ``start`` and ``end``.
+validation loss and EER of the mix, and ``alpha``, ``start`` and ``end`` (a list with several ends).
 """
 from __future__ import annotations
 
@@ -50,10 +56,32 @@ def mix_states(start: dict, end: dict, alpha: float, source: str | Path) -> dict
     return mixed
 
 
-def interpolate(start: str | Path, end: str | Path, alpha: float, out: str | Path, *,
+def soup_states(states: list[dict], sources: list[str | Path]) -> dict:
+    """The uniform mean of several state dicts, as a running mean of :func:`mix_states` (the k-th state
+    weighs 1/k), so the same key and shape checks name the offending file."""
+    mean = states[0]
+    for k, (state, source) in enumerate(zip(states[1:], sources[1:]), start=2):
+        mean = mix_states(mean, state, 1.0 / k, source)
+    return mean
+
+
+def same_start(ends: list[dict], paths: list[str | Path]) -> None:
+    """Fine-tunes averaged into one soup must have started from the same weights (their ``init_from``)."""
+    starts = [str(e.get("config", {}).get("init_from") or "") for e in ends]
+    for path, init in zip(paths, starts):
+        if not init:
+            raise DataError("this end was not fine-tuned from a start (its config has no init_from)", path=path,
+                            hint="average only runs trained with --init-from the same model")
+        if Path(init).resolve() != Path(starts[0]).resolve():
+            raise DataError(f"this end started from {init}, the first from {starts[0]}", path=path,
+                            hint="average only fine-tunes of one start: runs of different starts share no basin")
+
+
+def interpolate(start: str | Path, end: str | Path | list, alpha: float, out: str | Path, *,
                 manifest: str | None = None, num_workers: int | None = None) -> dict:
-    """Write the mix of ``start`` and ``end`` to ``out`` with recomputed BatchNorm statistics; returns its
-    validation metrics (on the end run's validation split)."""
+    """Write the mix of ``start`` and ``end`` (one checkpoint, or a list whose weights are averaged first)
+    to ``out`` with recomputed BatchNorm statistics; returns its validation metrics (on the first end
+    run's validation split, with its config's BatchNorm batches)."""
     from training.train import Trainer, load_weights, prepare, read_checkpoint, require_keys
 
     from edge_cm.features import FeatureSpec
@@ -63,16 +91,24 @@ def interpolate(start: str | Path, end: str | Path, alpha: float, out: str | Pat
     out = Path(out)
     if out.exists():
         raise DataError("the output file already exists", path=out, hint="choose a new --out")
-    a, b = read_checkpoint(start), read_checkpoint(end)
+    ends = [Path(e) for e in end] if isinstance(end, (list, tuple)) else [Path(end)]
+    if not ends:
+        raise DataError("no end checkpoint given", hint="pass --end with the fine-tuned run's best.pt")
+    a = read_checkpoint(start)
     require_keys(a, ("architecture", "model_state", "feature_spec"), start)
-    require_keys(b, ("architecture", "model_state", "feature_spec", "config"), end)
-    same = {"architecture": a.get("architecture") == b.get("architecture"),
-            "systems": a.get("systems") == b.get("systems"),
-            "feature_spec": FeatureSpec.from_dict(a["feature_spec"]) == FeatureSpec.from_dict(b["feature_spec"])}
-    for key, equal in same.items():
-        if not equal:
-            raise DataError(f"the start and the end differ in {key}", path=end,
-                            hint="interpolate a fine-tuned model with the model it started from (its init_from)")
+    bs = [read_checkpoint(e) for e in ends]
+    for b, path in zip(bs, ends):
+        require_keys(b, ("architecture", "model_state", "feature_spec", "config"), path)
+        same = {"architecture": a.get("architecture") == b.get("architecture"),
+                "systems": a.get("systems") == b.get("systems"),
+                "feature_spec": FeatureSpec.from_dict(a["feature_spec"]) == FeatureSpec.from_dict(b["feature_spec"])}
+        for key, equal in same.items():
+            if not equal:
+                raise DataError(f"the start and the end differ in {key}", path=path,
+                                hint="interpolate a fine-tuned model with the model it started from (its init_from)")
+    if len(bs) > 1:
+        same_start(bs, ends)
+    b, end = bs[0], ends[0]
     cfg = TrainConfig.from_dict(b["config"], source=end)
     if not manifest and not Path(cfg.manifest).is_file():
         raise DataError(f"the end's training manifest {cfg.manifest} is not on this machine", path=end,
@@ -83,19 +119,22 @@ def interpolate(start: str | Path, end: str | Path, alpha: float, out: str | Pat
         raise DataError("the end run's config keeps running BatchNorm averages (precise_bn_batches 0)", path=end,
                         hint="the mix needs its BatchNorm statistics recomputed; train with precise_bn_batches > 0")
     prepared = prepare(cfg, feature_spec=FeatureSpec.from_dict(b["feature_spec"]), systems=b.get("systems") or None)
-    load_weights(prepared.model, mix_states(a["model_state"], b["model_state"], alpha, end), end)
+    soup = soup_states([e["model_state"] for e in bs], ends)
+    load_weights(prepared.model, mix_states(a["model_state"], soup, alpha, end), end)
     trainer = Trainer(cfg, prepared.model, prepared.train_set, prepared.val_set, out.parent, meta=prepared.meta)
     trainer.recalibrate_batchnorm(epoch=0)
     metrics = trainer.validate()
-    trainer.save(out, dict(metrics, alpha=alpha, start=str(start), end=str(end)))
+    ended = [str(e) for e in ends] if len(ends) > 1 else str(end)
+    trainer.save(out, dict(metrics, alpha=alpha, start=str(start), end=ended))
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="edge-cm-train interpolate", description=__doc__.splitlines()[0])
     p.add_argument("--start", required=True, help="the model fine-tuning started from (checkpoint or bundle)")
-    p.add_argument("--end", required=True, help="the fine-tuned checkpoint (its run's best.pt)")
-    p.add_argument("--alpha", type=float, required=True, help="0 = the start, 1 = the end; WiSE-FT: 0.5")
+    p.add_argument("--end", required=True, nargs="+",
+                   help="the fine-tuned checkpoint (its run's best.pt); several: their weight mean (a model soup)")
+    p.add_argument("--alpha", type=float, required=True, help="0 = the start, 1 = the end (or soup); WiSE-FT: 0.5")
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     p.add_argument("--manifest", help="override the end run's manifest (training batches for BatchNorm, validation)")
     p.add_argument("--workers", type=int)
