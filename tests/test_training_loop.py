@@ -1010,6 +1010,8 @@ def test_interpolation_mixes_a_fine_tuned_model_with_its_start(toy_manifest, tra
     for n in weights:
         assert torch.allclose(soup.state_dict()[n], 0.5 * a[n] + 0.25 * (b[n] + c[n]), atol=1e-6)
     assert soup_meta["metrics"]["end"] == [str(end), str(end2)]
+    with pytest.raises(DataError, match="twice"):
+        interpolate(start, [end, end], 1.0, tmp_path / "m8.pt")
     with pytest.raises(DataError, match="no init_from"):  # the start itself was trained from scratch
         interpolate(start, [end, start], 1.0, tmp_path / "m8.pt")
     moved_start = torch.load(end2, weights_only=True)

@@ -94,6 +94,8 @@ def interpolate(start: str | Path, end: str | Path | list, alpha: float, out: st
     ends = [Path(e) for e in end] if isinstance(end, (list, tuple)) else [Path(end)]
     if not ends:
         raise DataError("no end checkpoint given", hint="pass --end with the fine-tuned run's best.pt")
+    if len({e.resolve() for e in ends}) < len(ends):
+        raise DataError("the same end is given twice", path=ends[0], hint="pass each fine-tuned run once")
     a = read_checkpoint(start)
     require_keys(a, ("architecture", "model_state", "feature_spec"), start)
     bs = [read_checkpoint(e) for e in ends]
