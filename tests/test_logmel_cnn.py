@@ -20,6 +20,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("spec_mel_cnn", logspec_spec(), 46_742, True),
     ("spec_mel_cnn_fp", logspec_spec(), 48_566, True),
     ("spec_mel_cnn_fmax", logspec_spec(), 46_742, True),
+    ("spec_mel_cnn_stats", logspec_spec(), 46_934, True),
     ("spec_mel_cnn_hires", hires_spec(), 46_742, True),
     ("spec_mel_cnn_sep", logspec_spec(), 46_802, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
@@ -249,9 +250,35 @@ def test_frequency_max_pooling_keeps_a_one_band_cue_at_full_strength_wherever_it
     assert registry.count_params(exported) == 46_742
 
 
+def test_statistics_pooling_tells_a_flickering_cue_from_a_steady_one_of_the_same_mean():
+    """spec_mel_cnn_stats pools each channel to its mean over rows, then to its mean and standard
+    deviation over frames. A cue that comes and goes and a steady one of the same time mean get the
+    same mean half, which is all global pooling keeps, and different deviations; the source head
+    is dropped at export."""
+    from training.models.spec_mel_cnn import TimeStats
+
+    steady = torch.full((1, 2, 4, 10), 0.5)
+    flicker = torch.zeros(1, 2, 4, 10)
+    flicker[..., ::2] = 1.0
+    a, b = TimeStats()(steady), TimeStats()(flicker)
+    assert a.shape == (1, 4) and torch.equal(a[:, :2], b[:, :2])
+    assert torch.allclose(b[:, 2:], torch.full((1, 2), 0.5), atol=1e-4) and float(a[:, 2:].max()) < 0.01
+    x = torch.randn(3, 5, 7, 11)
+    ref = torch.cat([x.mean(dim=(2, 3)), x.mean(dim=2).std(dim=2, unbiased=False)], dim=1)
+    assert torch.allclose(TimeStats(eps=0.0)(x), ref, atol=1e-5)
+    mt = registry.build("spec_mel_cnn_stats_mt", n_sources=19).eval()
+    assert mt.head[1].in_features == 192 and registry.count_params(mt) == 46_934 + 193 * 19
+    exported = mt.export_module().eval()
+    spec = torch.randn(2, 1, 257, 120)
+    with torch.no_grad():
+        assert torch.equal(exported(spec), mt(spec)[0])
+    assert registry.count_params(exported) == 46_934
+
+
 @pytest.mark.parametrize("name, make_spec", [("spec_mel_cnn", logspec_spec), ("spec_mel_cnn_fp", logspec_spec),
                                              ("spec_mel_cnn_fmax", logspec_spec), ("spec_mel_cnn_hires", hires_spec),
                                              ("spec_mel_cnn_sep", logspec_spec),
+                                             ("spec_mel_cnn_stats", logspec_spec),
                                              ("spec_mel_mgd_cnn", spec_mgd_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""

@@ -151,7 +151,24 @@ class TimeMeanFreqMax(nn.Module):
         return x.mean(dim=3).amax(dim=2)
 
 
-POOLINGS = ("global", "time", "freq_max")
+class TimeStats(nn.Module):
+    """(B, C, rows, frames) -> (B, 2C): the mean over rows, then the mean and the standard deviation
+    over frames (x-vector statistics pooling). Why: a global mean keeps how strong a cue is on
+    average but not how it varies in time, and some vocoder traces come and go (an F0 tracker's
+    octave jumps and voicing slips in WORLD-DIO) where real speech changes smoothly."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps  # keeps the square root's gradient finite on a constant channel
+
+    def forward(self, x):
+        x = x.mean(dim=2)
+        mean = x.mean(dim=2)
+        var = ((x - mean.unsqueeze(2)) ** 2).mean(dim=2)
+        return torch.cat([mean, torch.sqrt(var + self.eps)], dim=1)
+
+
+POOLINGS = ("global", "time", "freq_max", "stats")
 HEADS = ("linear", "one_class")
 
 
@@ -163,7 +180,9 @@ class SpecMelCNN(nn.Module):
     ``n_sources`` > 0 adds the source head; forward then returns ``(logits, source_logits)``.
     ``pooling`` is ``"global"`` (each branch's last block averages over frequency and time) or
     ``"time"`` (over time only: the head weighs each frequency row separately) or ``"freq_max"``
-    (over time, then the maximum over rows: position-free, but a one-band cue is not diluted).
+    (over time, then the maximum over rows: position-free, but a one-band cue is not diluted) or
+    ``"stats"`` (:class:`TimeStats`: over frequency, then each channel's mean and standard deviation
+    over time; head 192 -> 2).
     ``head`` is ``"linear"`` (96 -> 2 logits) or ``"one_class"`` (:class:`OneClassHead`, 96
     parameters, trained with the OC-Softmax loss; ``model_args: {head: one_class}``).
     ``spec`` is the front end whose bins the band branch projects (default :func:`logspec_spec`);
@@ -198,7 +217,7 @@ class SpecMelCNN(nn.Module):
         self.fine = conv_blocks(fine_widths, stem_stride=2, in_channels=fine_in_channels, separable=separable)
         self.band = conv_blocks(band_widths, separable=separable)
         if pooling != "global":
-            last = TimeMean if pooling == "time" else TimeMeanFreqMax
+            last = {"time": TimeMean, "freq_max": TimeMeanFreqMax, "stats": TimeStats}[pooling]
             self.fine[-1], self.band[-1] = last(), last()
         with torch.no_grad():  # the head's width: rows are fixed by the bins, frames are pooled
             probe = torch.zeros(1, fine_in_channels, proj.shape[1], 16)
@@ -266,6 +285,7 @@ def _register() -> None:
     pooled_variants = (
         ("spec_mel_cnn_fp", "time", "SpecMelCNN pooled over time only: the head weighs each frequency row"),
         ("spec_mel_cnn_fmax", "freq_max", "SpecMelCNN pooled by time mean, then max over frequency rows"),
+        ("spec_mel_cnn_stats", "stats", "SpecMelCNN pooled by frequency mean, then time mean and std"),
     )
     for name, pooling, description in pooled_variants:
         register(Architecture(name=name, builder=partial(SpecMelCNN, pooling=pooling),
