@@ -31,6 +31,11 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   46,742 parameters as the default. With the default's recipe (one seed) it lost unseen systems
   even more than the fp variant (test HiFi-GAN 42.5 %), so it is not the default either
   (benchmarks/experiments.md);
+* statistics variant (``spec_mel_cnn_stats``, ``pooling="stats"``) - each branch's last block
+  averages over frequency rows, then keeps each channel's mean and standard deviation over time
+  (:class:`TimeStats`, as x-vector speaker models pool), so the head also sees how a cue varies in
+  time; head 192 -> 2 (46,934 parameters). Why: the default's worst dev systems (WORLD-DIO, Lyra
+  6k) leave traces that come and go, which a global mean averages away;
 * one-class head (``head="one_class"``) - the 2-logit linear head replaced by OC-Softmax's
   learned bona fide direction (:mod:`training.models.one_class`): 96 instead of 194 head
   parameters (46,644 at export), same export and runtime. With the default's recipe (two seeds)
