@@ -35,7 +35,9 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   averages over frequency rows, then keeps each channel's mean and standard deviation over time
   (:class:`TimeStats`, as x-vector speaker models pool), so the head also sees how a cue varies in
   time; head 192 -> 2 (46,934 parameters). Why: the default's worst dev systems (WORLD-DIO, Lyra
-  6k) leave traces that come and go, which a global mean averages away;
+  6k) leave traces that come and go, which a global mean averages away. With the default's recipe
+  (one seed) it did worse on dev and test, WORLD-DIO included, so it is not the default
+  (benchmarks/experiments.md);
 * one-class head (``head="one_class"``) - the 2-logit linear head replaced by OC-Softmax's
   learned bona fide direction (:mod:`training.models.one_class`): 96 instead of 194 head
   parameters (46,644 at export), same export and runtime. With the default's recipe (two seeds)
