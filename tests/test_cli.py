@@ -142,6 +142,8 @@ def test_demo_clips_carry_attribution():
     ("eer_uncertainty.py", ["--bundle", "a={tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
     ("channel_robustness.py", ["--bundle", "a={tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
     ("calibration_size.py", ["--bundle", "{tmp}/a", "--manifest", "{tmp}/m.csv", "--out", "{tmp}/out.md"]),
+    ("source_head_scoring.py", ["--checkpoint", "a={tmp}/best.pt", "--manifest", "{tmp}/m.csv",
+                                "--out", "{tmp}/out.md"]),
 ])
 def test_benchmark_scripts_report_typed_errors_in_one_line(script, args, tmp_path):
     pytest.importorskip("torch", reason="these benchmarks need the training extra")

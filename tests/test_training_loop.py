@@ -470,6 +470,40 @@ def test_the_benchmark_table_names_the_epoch_of_best_pt(trained_run):
     assert table.best_epoch(run_dir / "metrics.csv") == meta["metrics"]["epoch"]
 
 
+def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(toy_manifest, trained_run, tmp_path):
+    """The benchmark's binary score is `edge-cm-train eval`'s; its source score is log P(none) - log(1 - P(none));
+    a run without a source head is refused by name and nothing is written."""
+    spec = importlib.util.spec_from_file_location(
+        "source_head_scoring", Path(__file__).resolve().parents[1] / "benchmarks" / "source_head_scoring.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    logits, source = torch.randn(6, 2), torch.randn(6, 5) * 3
+    binary, odds = bench.head_log_odds(logits, source, 3)
+    p = torch.softmax(source.double(), dim=1)[:, 3].numpy()
+    np.testing.assert_allclose(odds, np.log(p) - np.log1p(-p), rtol=1e-9)
+    np.testing.assert_allclose(binary, (logits[:, 0] - logits[:, 1]).numpy(), rtol=1e-6)
+    assert not np.allclose(bench.head_log_odds(logits, source, 0)[1], odds)  # the index of none matters
+
+    _, _, run_dir = trained_run
+    manifest = release_manifest(toy_manifest, tmp_path)
+    out = tmp_path / "heads.md"
+    assert bench.main(["--checkpoint", f"toy={run_dir / 'best.pt'}", "--manifest", str(manifest),
+                       "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    dev = [r for r in ds.read_rows(manifest) if r.split == "dev"]
+    assert result["runs"]["toy"]["dev"]["binary"] == pytest.approx(evaluate(run_dir / "best.pt", dev)["pooled"]["eer"])
+    assert "| toy |" in out.read_text() and set(result["against_binary"]) == {"dev source", "dev sum",
+                                                                              "test source", "test sum"}
+    single = torch.load(run_dir / "best.pt", weights_only=False)
+    single["architecture"] = "efficientcnn_small"
+    single["model_state"] = {k: v for k, v in single["model_state"].items() if not k.startswith("source_head.")}
+    torch.save(single, tmp_path / "single.pt")
+    with pytest.raises(DataError, match="single.pt.*efficientcnn_small has no source head"):
+        bench.main(["--checkpoint", f"one={tmp_path / 'single.pt'}", "--manifest", str(manifest),
+                    "--out", str(tmp_path / "single.md")])
+    assert not (tmp_path / "single.md").exists()
+
+
 def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, trained_run, tmp_path):
     from training.adapt import adapt, take_fraction
 
