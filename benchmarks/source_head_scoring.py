@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "mean_change_points": float(np.mean(deltas))}
     lines += ["", "Against the binary head, over the runs above:", "",
               "| score | runs lower | runs higher | mean change (points) |", "|---|---:|---:|---:|"]
-    lines += [f"| {key} | {v['lower']} | {v['higher']} | {v['mean_change_points']:+.2f} |" for key, v in summary.items()]
+    lines += [f"| {key} | {v['lower']} | {v['higher']} | {v['mean_change_points']:+.2f} |"
+              for key, v in summary.items()]
     write_report(args.out, lines + [""], {"runs": results, "against_binary": summary})
     return 0
 
