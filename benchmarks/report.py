@@ -27,10 +27,10 @@ def named_values(items: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
-def check_unique(names: list[str]) -> None:
-    """A typed error when two bundles share a NAME: every table and JSON keeps results by name, so one
-    would silently replace the other."""
+def check_unique(names: list[str], option: str = "--bundle") -> None:
+    """A typed error when two ``option`` items share a NAME: every table and JSON keeps results by name,
+    so one would silently replace the other."""
     from edge_cm.errors import DataError
 
     if len(set(names)) != len(names):
-        raise DataError(f"bundle names repeat: {names}", hint="give each --bundle its own NAME")
+        raise DataError(f"{option} names repeat: {names}", hint=f"give each {option} its own NAME")

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="markdown table (.json beside it)")
     args = p.parse_args(argv)
     runs = named_values(args.checkpoint, "--checkpoint")
-    check_unique([name for name, _ in runs])
+    check_unique([name for name, _ in runs], "--checkpoint")
     if not args.manifest.is_file():
         raise DataError("manifest not found", path=args.manifest, hint="pass the corpus's manifest.csv")
     missing = [path for _, path in runs if not Path(path).exists()]

@@ -494,6 +494,9 @@ def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(t
     assert result["runs"]["toy"]["dev"]["binary"] == pytest.approx(evaluate(run_dir / "best.pt", dev)["pooled"]["eer"])
     assert "| toy |" in out.read_text() and set(result["against_binary"]) == {"dev source", "dev sum",
                                                                               "test source", "test sum"}
+    with pytest.raises(DataError, match="--checkpoint names repeat"):
+        bench.main(["--checkpoint", f"toy={run_dir / 'best.pt'}", "--checkpoint", f"toy={run_dir / 'last.pt'}",
+                    "--manifest", str(manifest), "--out", str(tmp_path / "twice.md")])
     single = torch.load(run_dir / "best.pt", weights_only=False)
     single["architecture"] = "efficientcnn_small"
     single["model_state"] = {k: v for k, v in single["model_state"].items() if not k.startswith("source_head.")}
@@ -501,7 +504,7 @@ def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(t
     with pytest.raises(DataError, match="single.pt.*efficientcnn_small has no source head"):
         bench.main(["--checkpoint", f"one={tmp_path / 'single.pt'}", "--manifest", str(manifest),
                     "--out", str(tmp_path / "single.md")])
-    assert not (tmp_path / "single.md").exists()
+    assert not (tmp_path / "single.md").exists() and not (tmp_path / "twice.md").exists()
 
 
 def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, trained_run, tmp_path):
