@@ -477,7 +477,8 @@ def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(t
         "source_head_scoring", Path(__file__).resolve().parents[1] / "benchmarks" / "source_head_scoring.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    logits, source = torch.randn(6, 2), torch.randn(6, 5) * 3
+    g = torch.Generator().manual_seed(0)
+    logits, source = torch.randn(6, 2, generator=g), torch.randn(6, 5, generator=g) * 3
     binary, odds = bench.head_log_odds(logits, source, 3)
     p = torch.softmax(source.double(), dim=1)[:, 3].numpy()
     np.testing.assert_allclose(odds, np.log(p) - np.log1p(-p), rtol=1e-9)
