@@ -102,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError("checkpoint not found", path=missing[0], hint="pass a run's best.pt or a bundle folder")
     rows = read_rows(args.manifest)
     by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
-    if not all(by_split.values()):
-        raise DataError("the manifest needs dev and test rows", path=args.manifest)
+    for split, split_rows in by_split.items():
+        if len({r.is_bonafide for r in split_rows}) < 2:
+            raise DataError(f"the manifest's {split} split needs bona fide and spoof rows (an EER needs both)",
+                            path=args.manifest, hint="pass the built corpus's manifest.csv")
+    models = {name: load_multitask(path) for name, path in runs}  # every checkpoint checked before scoring
     results: dict = {}
-    for name, path in runs:
-        model, meta = load_multitask(path)
+    for name, (model, meta) in models.items():
         add_channel = len(registry.get(meta["architecture"]).input_shape) == 3
         for split, split_rows in by_split.items():
             s = score_split(model, meta, split_rows, add_channel)

@@ -472,7 +472,7 @@ def test_the_benchmark_table_names_the_epoch_of_best_pt(trained_run):
 
 def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(toy_manifest, trained_run, tmp_path):
     """The benchmark's binary score is `edge-cm-train eval`'s; its source score is log P(none) - log(1 - P(none));
-    a run without a source head is refused by name and nothing is written."""
+    a run without a source head, a repeated name and a split of one class are refused, and nothing is written."""
     spec = importlib.util.spec_from_file_location(
         "source_head_scoring", Path(__file__).resolve().parents[1] / "benchmarks" / "source_head_scoring.py")
     bench = importlib.util.module_from_spec(spec)
@@ -498,6 +498,12 @@ def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(t
     with pytest.raises(DataError, match="--checkpoint names repeat"):
         bench.main(["--checkpoint", f"toy={run_dir / 'best.pt'}", "--checkpoint", f"toy={run_dir / 'last.pt'}",
                     "--manifest", str(manifest), "--out", str(tmp_path / "twice.md")])
+    lines = manifest.read_text().splitlines()
+    no_test_spoof = tmp_path / "no_test_spoof.csv"
+    no_test_spoof.write_text("\n".join(ln for ln in lines if not (",spoof," in ln and ",test," in ln)) + "\n")
+    with pytest.raises(DataError, match="no_test_spoof.csv.*test split needs bona fide and spoof rows"):
+        bench.main(["--checkpoint", f"toy={run_dir / 'best.pt'}", "--manifest", str(no_test_spoof),
+                    "--out", str(tmp_path / "one_class.md")])
     single = torch.load(run_dir / "best.pt", weights_only=False)
     single["architecture"] = "efficientcnn_small"
     single["model_state"] = {k: v for k, v in single["model_state"].items() if not k.startswith("source_head.")}
@@ -505,7 +511,7 @@ def test_source_head_scoring_weighs_none_against_every_system_and_matches_eval(t
     with pytest.raises(DataError, match="single.pt.*efficientcnn_small has no source head"):
         bench.main(["--checkpoint", f"one={tmp_path / 'single.pt'}", "--manifest", str(manifest),
                     "--out", str(tmp_path / "single.md")])
-    assert not (tmp_path / "single.md").exists() and not (tmp_path / "twice.md").exists()
+    assert not any((tmp_path / f).exists() for f in ("single.md", "twice.md", "one_class.md"))
 
 
 def test_adapt_starts_from_the_checkpoint_and_scratch_does_not(toy_manifest, trained_run, tmp_path):
