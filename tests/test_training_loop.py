@@ -159,6 +159,94 @@ def test_example_weights_reweight_the_veracity_loss_by_source():
     assert not torch.isclose(got, plain)
 
 
+def test_system_tilt_weighs_each_spoofing_system_by_its_recent_loss():
+    from training.system_tilt import SystemTilt
+
+    # Sources: none (bona fide), sys_a (3 training clips), sys_b (1), an unseen system (no training clips).
+    tilt = SystemTilt(torch.tensor([0.0, 3.0, 1.0, 0.0]), temperature=0.5, decay=0.9)
+    torch.testing.assert_close(tilt.weights(), torch.ones(4))  # before any batch: the plain loss
+    source = torch.tensor([0, 1, 1, 2, 3, ds.IGNORE_INDEX])
+    tilt.observe(torch.tensor([5.0, 0.2, 0.4, 1.0, 9.0, 9.0]), source)
+    torch.testing.assert_close(tilt.mean_loss, torch.tensor([0.0, 0.3, 1.0, 0.0]))  # first batch sets the mean
+    p = torch.tensor([0.75, 0.25])
+    e = torch.exp(torch.tensor([0.3, 1.0]) / 0.5)
+    expected = e / (p * e).sum()
+    w = tilt.weights()
+    torch.testing.assert_close(w[1:3], expected)
+    assert float(w[0]) == 1.0 and float(w[3]) == 1.0  # bona fide and unseen systems are not tilted
+    assert float(w[2]) > float(w[1]) and float((p * w[1:3]).sum()) == pytest.approx(1.0)  # spoof total kept
+    assert float(w[2] / w[1]) == pytest.approx(np.exp((1.0 - 0.3) / 0.5), rel=1e-5)
+    tilt.observe(torch.tensor([0.0]), torch.tensor([2]))  # later batches move the mean by 1 - decay
+    assert float(tilt.mean_loss[2]) == pytest.approx(0.9) and float(tilt.mean_loss[1]) == pytest.approx(0.3)
+    tilt.observe(torch.tensor([7.0, 7.0]), torch.tensor([0, ds.IGNORE_INDEX]))  # nothing of a spoofing system
+    assert float(tilt.mean_loss[2]) == pytest.approx(0.9)
+    # A system not seen yet counts with the seen systems' mean loss.
+    late = SystemTilt(torch.tensor([0.0, 1.0, 1.0, 2.0]), temperature=0.25)
+    late.observe(torch.tensor([0.2, 0.6]), torch.tensor([1, 2]))
+    normaliser = 0.25 * np.exp(0.2 / 0.25) + 0.25 * np.exp(0.6 / 0.25) + 0.5 * np.exp(0.4 / 0.25)
+    assert float(late.weights()[3]) == pytest.approx(np.exp(0.4 / 0.25) / normaliser, rel=1e-5)
+    flat = SystemTilt(torch.tensor([0.0, 3.0, 1.0]), temperature=1e6)
+    flat.observe(torch.tensor([0.1, 3.0]), torch.tensor([1, 2]))
+    torch.testing.assert_close(flat.weights(), torch.ones(3), atol=1e-4, rtol=0)  # a large tau: the plain loss
+    for bad in ({"temperature": 0.0}, {"temperature": 1.0, "decay": 1.0}):
+        with pytest.raises(ValueError):
+            SystemTilt(torch.tensor([0.0, 1.0]), **bad)
+
+
+def test_a_tilted_loss_learns_from_training_batches_only():
+    from training.system_tilt import SystemTilt
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 2, requires_grad=True)
+    batch = {"label": torch.tensor([0, 1, 1, 1, 0, 1]), "source": torch.tensor([0, 1, 2, 2, 0, ds.IGNORE_INDEX])}
+    class_w = torch.tensor([0.8, 1.3])
+    tilt = SystemTilt(torch.tensor([0.0, 2.0, 2.0]), temperature=0.5)
+    loss_fn = ClassificationLoss(class_w, tilt=tilt)
+    with torch.no_grad():  # validation: scored with the current weights, nothing learnt
+        torch.testing.assert_close(loss_fn(logits, batch)[0], ClassificationLoss(class_w)(logits, batch)[0])
+    assert not tilt.seen.any()
+    first = loss_fn(logits, batch)[0]  # a training step: this batch's weights are the ones before it
+    torch.testing.assert_close(first, ClassificationLoss(class_w)(logits, batch)[0])
+    ce = torch.nn.functional.cross_entropy(logits.detach(), batch["label"], reduction="none")
+    torch.testing.assert_close(tilt.mean_loss[1:], torch.stack([ce[1], ce[2:4].mean()]))
+    second = loss_fn(logits, batch)[0]
+    tilted = ClassificationLoss(class_w, example_weights=tilt.weights())(logits, batch)[0]
+    torch.testing.assert_close(second, tilted)
+    assert not torch.isclose(second, first)
+    second.backward()  # the weights are constants: gradients flow through the cross-entropy only
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_a_tilted_run_logs_its_system_weights_and_refuses_what_it_cannot_combine(toy_manifest, tmp_path):
+    cfg = toy_config(toy_manifest, system_tilt=0.5, max_epochs=2, max_steps_per_epoch=3)
+    trainer = run(cfg, tmp_path / "r")
+    spoof_systems = sorted({r.system for r in trainer.train_set.rows if not r.is_bonafide})
+    import csv
+
+    with open(tmp_path / "r" / "tilt.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1"] * len(spoof_systems) + ["2"] * len(spoof_systems)
+    assert sorted(r["system"] for r in rows if r["epoch"] == "2") == spoof_systems
+    last = [r for r in rows if r["epoch"] == "2"]
+    assert sum(float(r["share"]) * float(r["weight"]) for r in last) == pytest.approx(1.0, abs=1e-3)
+    heaviest = max(last, key=lambda r: float(r["weight"]))
+    assert float(heaviest["mean_loss"]) == max(float(r["mean_loss"]) for r in last)
+    saved = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["train_state"]["tilt"]
+    torch.testing.assert_close(saved["mean_loss"], trainer.tilt.mean_loss)
+    with pytest.raises(DataError, match="not trained with system_tilt"):  # resuming a plain run with a tilt
+        run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=1), tmp_path / "plain")
+        run(replace(cfg, max_epochs=1), tmp_path / "plain", resume=True)
+    with pytest.raises(DataError, match="one-class"):
+        run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
+    assert not (tmp_path / "oc").exists()
+    for bad, match in (({"system_tilt": -1.0}, "system_tilt must"), ({"system_tilt": float("nan")}, "system_tilt must"),
+                       ({"system_tilt": 0.5, "class_weighting": "family_balanced"}, "family_balanced"),
+                       ({"system_tilt": 0.5, "sam_rho": 0.05}, "sam_rho"),
+                       ({"system_tilt_decay": 1.0}, "system_tilt_decay")):
+        with pytest.raises(DataError, match=match):
+            toy_config(toy_manifest, **bad)
+
+
 def test_a_family_balanced_run_weights_its_sources_and_refuses_a_one_class_head(toy_manifest, tmp_path, capsys):
     cfg = toy_config(toy_manifest, class_weighting="family_balanced", max_epochs=1, max_steps_per_epoch=1)
     # The toy corpus's spoofs are all TTS: call one engine's a vocoder, and keep half of its training
@@ -369,8 +457,9 @@ def test_resume_reproduces_the_next_steps_exactly(toy_manifest, tmp_path, schedu
     assert b.state.global_step == 1
 
 
-@pytest.mark.parametrize("changes", [{}, {"sam_rho": 0.05}, {"mixup_alpha": 0.4}, {"mixup_alpha": 0.4, "sam_rho": 0.05}],
-                         ids=["adam", "sam", "mixup", "sam+mixup"])
+@pytest.mark.parametrize("changes", [{}, {"sam_rho": 0.05}, {"mixup_alpha": 0.4}, {"mixup_alpha": 0.4, "sam_rho": 0.05},
+                                     {"system_tilt": 0.1}],
+                         ids=["adam", "sam", "mixup", "sam+mixup", "tilt"])
 def test_resume_in_the_middle_gives_the_same_next_loss(toy_manifest, tmp_path, changes):
     cfg = toy_config(toy_manifest, architecture="efficientcnn_small", **changes)
     a = run(cfg, tmp_path / "a", max_steps=2)

@@ -129,6 +129,12 @@ class TrainConfig:
     family_power: float = 1.0
     """With ``family_balanced``: a family of ``n`` spoof clips gets a share of the spoof class proportional to
     ``n ** (1 - family_power)``: 1 = equal shares, 0.5 = milder (square root of its clip count), 0 = none."""
+    system_tilt: float = 0.0
+    """0 = off; otherwise ``tau`` in nats of :mod:`training.system_tilt`: each training spoofing system's
+    examples weigh ``exp(L / tau)`` (``L`` its recent cross-entropy), normalised so the spoof class keeps its
+    total weight; group DRO with a KL penalty. Not with ``family_balanced`` (it replaces those weights)."""
+    system_tilt_decay: float = 0.99
+    """Per-appearance decay of each system's loss average under ``system_tilt``."""
     source_loss_weight: float = 1.0
     """Weight of the source cross-entropy of multi-task models (the paper sums them: 1)."""
     num_workers: int = 2
@@ -204,6 +210,17 @@ class TrainConfig:
         if self.family_power != 1.0 and self.class_weighting != "family_balanced":
             raise DataError("family_power only applies with class_weighting: family_balanced",
                             hint="set class_weighting: family_balanced, or drop family_power")
+        if not (math.isfinite(self.system_tilt) and self.system_tilt >= 0):
+            raise DataError(f"system_tilt must be a number >= 0 (0 = off), got {self.system_tilt}",
+                            hint="a temperature in nats; spec_mel_cnn_mt_freqmask_tilt.yaml uses 1.0")
+        if not 0.0 <= self.system_tilt_decay < 1.0:
+            raise DataError(f"system_tilt_decay must be in [0, 1), got {self.system_tilt_decay}", hint="e.g. 0.99")
+        if self.system_tilt > 0 and self.class_weighting != "inverse_frequency":
+            raise DataError(f"system_tilt sets the weights of spoofing systems itself; it cannot be combined with "
+                            f"class_weighting: {self.class_weighting}", hint="set class_weighting: inverse_frequency")
+        if self.system_tilt > 0 and self.sam_rho > 0:
+            raise DataError("system_tilt and sam_rho cannot be combined: SAM's two passes would count each batch's "
+                            "losses twice", hint="set sam_rho: 0 for a tilted run")
         if not 0.0 <= self.ema_decay < 1.0:
             raise DataError(f"ema_decay must be in [0, 1), got {self.ema_decay}", hint="0 turns it off; try 0.998")
         if self.ema_decay > 0 and self.precise_bn_batches <= 0:

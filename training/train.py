@@ -48,6 +48,7 @@ from training.mixup import mix_batch
 from training.models import registry
 from training.models.one_class import OneClassLoss, one_class_head_of
 from training.sharpness import sam_step
+from training.system_tilt import SystemTilt
 from training.weight_average import WeightAverage
 
 CHECKPOINT_VERSION = 1
@@ -104,22 +105,37 @@ def family_balanced_source_weights(rows, systems: list[str], power: float = 1.0)
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def system_tilt(cfg: TrainConfig, train_set) -> SystemTilt:
+    """The :class:`SystemTilt` of ``cfg.system_tilt`` over ``train_set``'s sources, each spoofing system's
+    share its number of training clips."""
+    shares = torch.zeros(len(train_set.systems))
+    for row in train_set.rows:
+        index = train_set.source_of(row)
+        if not row.is_bonafide and index != ds.IGNORE_INDEX:
+            shares[index] += 1
+    return SystemTilt(shares, cfg.system_tilt, cfg.system_tilt_decay)
+
+
 @dataclass
 class ClassificationLoss:
     """Weighted cross-entropy on the veracity logits (or, with ``one_class_margin``, the
     weighted OC-Softmax loss of a one-class head, :mod:`training.models.one_class`), plus
     (multi-task) ``source_weight`` x the cross-entropy of the source logits (targets of -100
     are skipped). ``example_weights`` (per source index, :func:`family_balanced_source_weights`)
-    further weight each example of the veracity term by its source; sources of -100 weigh 1."""
+    further weight each example of the veracity term by its source; sources of -100 weigh 1.
+    ``tilt`` (:class:`~training.system_tilt.SystemTilt`) takes their place with weights that follow each
+    training system's recent loss; it learns from the batches of training steps only (gradients on),
+    not from validation."""
 
     class_weights: torch.Tensor | None = None
     source_weight: float = 1.0
     one_class_margin: float | None = None
     example_weights: torch.Tensor | None = None
+    tilt: SystemTilt | None = None
 
     def __call__(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict]:
         logits = logits_of(outputs)
-        if self.example_weights is not None:
+        if self.example_weights is not None or self.tilt is not None:
             loss = self._example_weighted_ce(logits, batch)
         elif self.one_class_margin is None:
             loss = F.cross_entropy(logits, batch["label"], weight=self.class_weights)
@@ -139,10 +155,14 @@ class ClassificationLoss:
         # multiplied by its source's, so equal example weights give the class-weighted loss exactly.
         label, source = batch["label"], batch["source"]
         known = source != ds.IGNORE_INDEX
-        w = torch.where(known, self.example_weights[source.clamp(min=0)], torch.ones_like(source, dtype=logits.dtype))
+        by_source = self.tilt.weights() if self.tilt is not None else self.example_weights
+        w = torch.where(known, by_source[source.clamp(min=0)], torch.ones_like(source, dtype=logits.dtype))
         if self.class_weights is not None:
             w = w * self.class_weights[label]
-        return (w * F.cross_entropy(logits, label, reduction="none")).sum() / w.sum()
+        ce = F.cross_entropy(logits, label, reduction="none")
+        if self.tilt is not None and torch.is_grad_enabled():
+            self.tilt.observe(ce, source)  # after use: a batch's weights never depend on its own losses
+        return (w * ce).sum() / w.sum()
 
 
 @dataclass
@@ -199,6 +219,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.out_dir = Path(out_dir)
         self.meta = dict(meta or {})
+        self.tilt: SystemTilt | None = None
         if loss_fn is None:
             n_classes = len(self.meta.get("classes", CLASSES))
             weights = (inverse_frequency_weights(train_set.labels(), n_classes)
@@ -212,9 +233,13 @@ class Trainer:
             if head is not None and example_weights is not None:
                 raise DataError("class_weighting: family_balanced weights the cross-entropy; a one-class head "
                                 "has its own loss", hint="use class_weighting: inverse_frequency with a one-class head")
+            if head is not None and cfg.system_tilt > 0:
+                raise DataError("system_tilt weights the cross-entropy; a one-class head has its own loss",
+                                hint="set system_tilt: 0 with a one-class head")
+            self.tilt = system_tilt(cfg, train_set) if cfg.system_tilt > 0 else None
             loss_fn = ClassificationLoss(weights, cfg.source_loss_weight,
                                          one_class_margin=head.margin if head is not None else None,
-                                         example_weights=example_weights)
+                                         example_weights=example_weights, tilt=self.tilt)
             if cfg.teachers:
                 from training.distill import DistillationLoss, load_teachers
                 from training.resnetse.kd import KDConfig
@@ -353,6 +378,7 @@ class Trainer:
                 "best_val_loss": s.best_val_loss, "epoch_loss_sum": s.epoch_loss_sum,
                 "epoch_loss_count": s.epoch_loss_count, "finished": s.finished, "history": s.history,
                 "weight_average": None if self.weight_average is None else self.weight_average.state_dict(),
+                "tilt": None if self.tilt is None else self.tilt.state_dict(),
             },
         }
 
@@ -380,6 +406,14 @@ class Trainer:
                     raise DataError(str(exc), path=path, hint="resume with the run's own config") from exc
             else:  # a run made without averaging: start the average at the loaded weights
                 self.weight_average = WeightAverage(self.model, self.cfg.ema_decay)
+        if self.tilt is not None:
+            if not ts.get("tilt"):
+                raise DataError("this run was not trained with system_tilt, the config sets it", path=path,
+                                hint="resume with the run's own config (its config.yaml)")
+            try:
+                self.tilt.load_state_dict(ts["tilt"])
+            except KeyError as exc:
+                raise DataError(str(exc), path=path, hint="resume with the run's own config") from exc
         self.state = TrainState(epoch=ts["epoch"], batch=ts["batch"], global_step=ts["global_step"],
                                 best_val_loss=ts["best_val_loss"], epoch_loss_sum=ts["epoch_loss_sum"],
                                 epoch_loss_count=ts["epoch_loss_count"], finished=ts["finished"],
@@ -387,6 +421,22 @@ class Trainer:
         # A run that stopped at max_epochs continues when resumed with a larger max_epochs.
         self.state.finished = self.state.finished and (
             self.lr < self.cfg.min_lr or self.state.epoch >= self.cfg.max_epochs)
+
+    def _log_tilt(self, epoch: int) -> None:
+        """One row per spoofing system in ``tilt.csv``: its share, recent loss and weight after ``epoch``."""
+        path = self.out_dir / "tilt.csv"
+        new = not path.exists()
+        weights = self.tilt.weights()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["epoch", "system", "share", "mean_loss", "weight"])
+            for i, name in enumerate(self.train_set.systems):
+                if self.tilt.share[i] > 0:
+                    w.writerow([epoch, name, f"{float(self.tilt.share[i]):.4f}",
+                                f"{float(self.tilt.mean_loss[i]):.4f}", f"{float(weights[i]):.4f}"])
+        if self.cfg.progress:
+            print(f"system weights: {self.tilt.describe(self.train_set.systems)}", flush=True)
 
     # -- the loop -------------------------------------------------------------------
     def _log(self, row: dict) -> None:
@@ -435,6 +485,8 @@ class Trainer:
                     self.scheduler.step(metrics["val_loss"])
                 s.history.append(metrics)
                 self._log(metrics)
+                if self.tilt is not None:
+                    self._log_tilt(metrics["epoch"])
                 improved = metrics["val_loss"] < s.best_val_loss
                 if improved:
                     s.best_val_loss = metrics["val_loss"]
