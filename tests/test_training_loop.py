@@ -233,8 +233,8 @@ def test_a_tilted_run_logs_its_system_weights_and_refuses_what_it_cannot_combine
     assert float(heaviest["mean_loss"]) == max(float(r["mean_loss"]) for r in last)
     saved = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["train_state"]["tilt"]
     torch.testing.assert_close(saved["mean_loss"], trainer.tilt.mean_loss)
+    run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=1), tmp_path / "plain")
     with pytest.raises(DataError, match="not trained with system_tilt"):  # resuming a plain run with a tilt
-        run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=1), tmp_path / "plain")
         run(replace(cfg, max_epochs=1), tmp_path / "plain", resume=True)
     with pytest.raises(DataError, match="one-class"):
         run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
