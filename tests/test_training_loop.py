@@ -236,6 +236,13 @@ def test_a_tilted_run_logs_its_system_weights_and_refuses_what_it_cannot_combine
     run(toy_config(toy_manifest, max_epochs=1, max_steps_per_epoch=1), tmp_path / "plain")
     with pytest.raises(DataError, match="not trained with system_tilt"):  # resuming a plain run with a tilt
         run(replace(cfg, max_epochs=1), tmp_path / "plain", resume=True)
+    with pytest.raises(DataError, match="was trained with system_tilt"):  # and a tilted run without one
+        run(replace(cfg, system_tilt=0.0, max_epochs=3), tmp_path / "r", resume=True)
+    assert load_config(tmp_path / "r" / "config.yaml").system_tilt == 0.5  # the refused resume left it alone
+    names = trainer.train_set.systems  # the progress line: heaviest first, weight then average loss
+    described = trainer.tilt.describe(names).split(", ")
+    assert len(described) == len(spoof_systems) and described[0].startswith(f"{heaviest['system']} ")
+    assert described[0].endswith(f" {float(heaviest['weight']):.2f} ({float(heaviest['mean_loss']):.3f})")
     with pytest.raises(DataError, match="one-class"):
         run(replace(cfg, architecture="spec_mel_cnn_mt", model_args={"head": "one_class"}), tmp_path / "oc")
     assert not (tmp_path / "oc").exists()

@@ -406,6 +406,10 @@ class Trainer:
                     raise DataError(str(exc), path=path, hint="resume with the run's own config") from exc
             else:  # a run made without averaging: start the average at the loaded weights
                 self.weight_average = WeightAverage(self.model, self.cfg.ema_decay)
+        if self.tilt is None and ts.get("tilt"):
+            raise DataError("this run was trained with system_tilt, the config does not set it", path=path,
+                            hint="resume with the run's own config (its config.yaml); to go on without the tilt, "
+                                 "start a new run with --init-from")
         if self.tilt is not None:
             if not ts.get("tilt"):
                 raise DataError("this run was not trained with system_tilt, the config sets it", path=path,
@@ -689,12 +693,12 @@ def run(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, max_step
     if example_weights is not None:
         print("family weights of spoof examples: "
               + family_weight_summary(prepared.train_set.rows, prepared.train_set.systems, example_weights))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(out_dir / "config.yaml")
     if resume and last.exists():
-        trainer.load(last)
+        trainer.load(last)  # before config.yaml: a resume the checkpoint refuses keeps the run's own config
     else:
         seed_everything(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir / "config.yaml")
     trainer.fit(max_steps=max_steps)
     return trainer
 
