@@ -24,6 +24,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("spec_mel_cnn_hires", hires_spec(), 46_742, True),
     ("spec_mel_cnn_sep", logspec_spec(), 46_802, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
+    ("spec_mel_cep_cnn", logspec_spec(), 49_874, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
     arch = registry.get(name)
@@ -279,7 +280,8 @@ def test_statistics_pooling_tells_a_flickering_cue_from_a_steady_one_of_the_same
                                              ("spec_mel_cnn_fmax", logspec_spec), ("spec_mel_cnn_hires", hires_spec),
                                              ("spec_mel_cnn_sep", logspec_spec),
                                              ("spec_mel_cnn_stats", logspec_spec),
-                                             ("spec_mel_mgd_cnn", spec_mgd_spec)])
+                                             ("spec_mel_mgd_cnn", spec_mgd_spec),
+                                             ("spec_mel_cep_cnn", logspec_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""
     from export.api import export_bundle

@@ -24,6 +24,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "training.models.logspec_cnn",
     "training.models.spec_mel_cnn",
     "training.models.spec_mel_mgd_cnn",
+    "training.models.spec_mel_cep_cnn",
     "training.models.wave_cnn",
     "training.models.spec_mel_wave_cnn",
 )

@@ -175,6 +175,23 @@ class TimeStats(nn.Module):
         return torch.cat([mean, torch.sqrt(var + self.eps)], dim=1)
 
 
+def window_norm(x, eps: float):
+    """(B, C, rows, frames) -> each row normalised to zero mean and unit variance over the window's
+    frames (``eps`` keeps a constant row finite)."""
+    mean = x.mean(dim=3, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=3, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def multitask(builder):
+    """``builder`` as a multi-task builder: ``n_sources`` (training systems and ``none``) must be >= 2."""
+    def build(n_sources: int = 0, **kw):
+        if n_sources < 2:
+            raise ValueError("a multi-task model needs n_sources >= 2 (systems + 'none')")
+        return builder(n_sources=n_sources, **kw)
+    return build
+
+
 POOLINGS = ("global", "time", "freq_max", "stats")
 HEADS = ("linear", "one_class")
 
@@ -255,10 +272,7 @@ class SpecMelCNN(nn.Module):
         """Logits from the log spectrogram (B, 1, 257, frames), whose mel bands feed the band
         branch, and the fine branch's input (the same spectrogram, or more channels of it);
         ``extra`` (B, extra_features), a subclass's own branch, joins the heads' input."""
-        bands = self.bands(spec.transpose(2, 3)).transpose(2, 3)  # (B, 1, n_bands, frames)
-        mean = bands.mean(dim=3, keepdim=True)
-        var = ((bands - mean) ** 2).mean(dim=3, keepdim=True)
-        bands = (bands - mean) / torch.sqrt(var + self.eps)
+        bands = window_norm(self.bands(spec.transpose(2, 3)).transpose(2, 3), self.eps)  # (B, 1, n_bands, frames)
         parts = [self.fine(fine_input).flatten(1), self.band(bands).flatten(1)]
         h = torch.cat(parts if extra is None else parts + [extra], dim=1)
         if self.source_head is None:
@@ -280,10 +294,7 @@ def _register() -> None:
                           input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,
                           description="two-branch CNN: 257-bin log spectrogram and its 40 mel bands (per-window norm)"))
 
-    def multitask_builder(n_sources: int = 0, **kw) -> SpecMelCNN:
-        if n_sources < 2:
-            raise ValueError("a multi-task model needs n_sources >= 2 (systems + 'none')")
-        return SpecMelCNN(n_sources=n_sources, **kw)
+    multitask_builder = multitask(SpecMelCNN)
 
     register(Architecture(name="spec_mel_cnn_mt", builder=multitask_builder, feature_spec=logspec_spec,
                           input_shape=(1, spec.n_bins, spec.n_frames(64000)), needs_global_stats=True,

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from edge_cm.features import FeatureSpec
-from training.models.spec_mel_cnn import SpecMelCNN
+from training.models.spec_mel_cnn import SpecMelCNN, multitask
 from training.models.wave_cnn import WaveEncoder
 
 FINE_WIDTHS = (12, 24, 32, 40)
@@ -91,15 +91,10 @@ def _register() -> None:
     spec = spec_wave_spec()
     shape = (1, spec.n_bins, spec.n_frames(64000))
 
-    def multitask_builder(n_sources: int = 0, **kw) -> SpecMelWaveCNN:
-        if n_sources < 2:
-            raise ValueError("a multi-task model needs n_sources >= 2 (systems + 'none')")
-        return SpecMelWaveCNN(n_sources=n_sources, **kw)
-
     register(Architecture(name="spec_mel_wave_cnn", builder=SpecMelWaveCNN, feature_spec=spec_wave_spec,
                           input_shape=shape, needs_global_stats=True,
                           description="SpecMelCNN's two spectrogram branches plus a learned raw-waveform branch"))
-    register(Architecture(name="spec_mel_wave_cnn_mt", builder=multitask_builder, feature_spec=spec_wave_spec,
+    register(Architecture(name="spec_mel_wave_cnn_mt", builder=multitask(SpecMelWaveCNN), feature_spec=spec_wave_spec,
                           input_shape=shape, needs_global_stats=True, multitask=True,
                           description="spec_mel_wave_cnn with a training-only source head (spoofing system or none)"))
 
