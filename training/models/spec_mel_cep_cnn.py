@@ -18,9 +18,9 @@ Layout: SpecMelCNN's fine and band branches unchanged (widths 12-48 and 8-48), p
   bins of each frame, keeping coefficients 1..256 (c0, the frame's mean level, is left out): the
   coefficient k has period 16,000 / k Hz along frequency, so the 256 rows hold every F0 down to
   62.5 Hz. Each coefficient is normalised over the window (as the band branch's bands), then a fixed
-  2x2 max-pool (pairs of coefficients, 20-ms steps: a peak survives it, and it quarters the branch's
-  cost, which at full resolution nearly doubled a training step's), a 5x5 stride-2 stem and three 3x3
-  blocks, widths 4, 8, 12, 16, global average pooling;
+  2x2 max-pool (pairs of coefficients, 20-ms steps: a peak survives it, and the branch's activations
+  and conv MACs are a quarter of what the full cepstrogram would cost), a 5x5 stride-2 stem and three
+  3x3 blocks, widths 4, 8, 12, 16, global average pooling;
 * head - the 48 + 48 + 16 = 112-d vector, dropout 0.2, linear -> 2 logits; the multi-task variant
   (``_mt``) adds the training-only source head, dropped at export, as SpecMelCNN's.
 
