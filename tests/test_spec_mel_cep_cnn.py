@@ -25,6 +25,9 @@ def test_the_cepstral_branch_fits_the_budget_and_the_front_end_is_fixed():
     assert not model.cepstra.weight.requires_grad and model.head[1].in_features == 48 + 48 + 16
     with pytest.raises(registry.ArchitectureError, match="front end is fixed"):
         registry.build("spec_mel_cep_cnn", spec=logspec_spec())
+    for widths in ((), (4, 0, 12, 16)):
+        with pytest.raises(registry.ArchitectureError, match="cep_widths must be one or more positive"):
+            registry.build("spec_mel_cep_cnn", cep_widths=widths)
     with pytest.raises(registry.ArchitectureError, match="fine_in_channels must be 1"):
         registry.build("spec_mel_cep_cnn", fine_in_channels=2)
 

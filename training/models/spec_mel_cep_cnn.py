@@ -38,7 +38,7 @@ from torch import nn
 
 from training.models.logmel_cnn import conv_blocks
 from training.models.logspec_cnn import logspec_spec
-from training.models.spec_mel_cnn import SpecMelCNN, multitask, window_norm
+from training.models.spec_mel_cnn import SpecMelCNN, register_with_source_head, window_norm
 
 CEP_WIDTHS = (4, 8, 12, 16)
 
@@ -58,6 +58,8 @@ class SpecMelCepCNN(SpecMelCNN):
     def __init__(self, cep_widths: tuple[int, ...] = CEP_WIDTHS, **kwargs):
         if "spec" in kwargs:
             raise ValueError("SpecMelCepCNN's front end is fixed (logspec_spec); do not set spec in model_args")
+        if not cep_widths or any(int(w) < 1 for w in cep_widths):
+            raise ValueError(f"cep_widths must be one or more positive channel counts, got {cep_widths!r}")
         if kwargs.get("fine_in_channels", 1) != 1:
             raise ValueError("SpecMelCepCNN reads one log spectrogram: fine_in_channels must be 1")
         super().__init__(extra_features=cep_widths[-1], **kwargs)
@@ -86,17 +88,10 @@ class SpecMelCepCNN(SpecMelCNN):
 
 
 def _register() -> None:
-    from training.models.registry import Architecture, register
-
     spec = logspec_spec()
     shape = (1, spec.n_bins, spec.n_frames(64000))
-
-    register(Architecture(name="spec_mel_cep_cnn", builder=SpecMelCepCNN, feature_spec=logspec_spec,
-                          input_shape=shape, needs_global_stats=True,
-                          description="SpecMelCNN's two spectrogram branches plus a cepstral (DCT) branch"))
-    register(Architecture(name="spec_mel_cep_cnn_mt", builder=multitask(SpecMelCepCNN), feature_spec=logspec_spec,
-                          input_shape=shape, needs_global_stats=True, multitask=True,
-                          description="spec_mel_cep_cnn with a training-only source head (spoofing system or none)"))
+    register_with_source_head("spec_mel_cep_cnn", SpecMelCepCNN, logspec_spec, shape,
+                              "SpecMelCNN's two spectrogram branches plus a cepstral (DCT) branch")
 
 
 _register()

@@ -192,6 +192,18 @@ def multitask(builder):
     return build
 
 
+def register_with_source_head(name: str, builder, feature_spec, input_shape: tuple[int, ...], description: str) -> None:
+    """Register ``name`` and its multi-task twin ``name_mt`` (the training-only source head), both on
+    ``feature_spec`` with global statistics."""
+    from training.models.registry import Architecture, register
+
+    register(Architecture(name=name, builder=builder, feature_spec=feature_spec, input_shape=input_shape,
+                          needs_global_stats=True, description=description))
+    register(Architecture(name=f"{name}_mt", builder=multitask(builder), feature_spec=feature_spec,
+                          input_shape=input_shape, needs_global_stats=True, multitask=True,
+                          description=f"{name} with a training-only source head (spoofing system or none)"))
+
+
 POOLINGS = ("global", "time", "freq_max", "stats")
 HEADS = ("linear", "one_class")
 

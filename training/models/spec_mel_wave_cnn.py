@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from edge_cm.features import FeatureSpec
-from training.models.spec_mel_cnn import SpecMelCNN, multitask
+from training.models.spec_mel_cnn import SpecMelCNN, register_with_source_head
 from training.models.wave_cnn import WaveEncoder
 
 FINE_WIDTHS = (12, 24, 32, 40)
@@ -86,17 +86,10 @@ class SpecMelWaveCNN(SpecMelCNN):
 
 
 def _register() -> None:
-    from training.models.registry import Architecture, register
-
     spec = spec_wave_spec()
     shape = (1, spec.n_bins, spec.n_frames(64000))
-
-    register(Architecture(name="spec_mel_wave_cnn", builder=SpecMelWaveCNN, feature_spec=spec_wave_spec,
-                          input_shape=shape, needs_global_stats=True,
-                          description="SpecMelCNN's two spectrogram branches plus a learned raw-waveform branch"))
-    register(Architecture(name="spec_mel_wave_cnn_mt", builder=multitask(SpecMelWaveCNN), feature_spec=spec_wave_spec,
-                          input_shape=shape, needs_global_stats=True, multitask=True,
-                          description="spec_mel_wave_cnn with a training-only source head (spoofing system or none)"))
+    register_with_source_head("spec_mel_wave_cnn", SpecMelWaveCNN, spec_wave_spec, shape,
+                              "SpecMelCNN's two spectrogram branches plus a learned raw-waveform branch")
 
 
 _register()
