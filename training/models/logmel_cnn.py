@@ -16,13 +16,14 @@ from __future__ import annotations
 from torch import nn
 
 from edge_cm.features import resnetse_spec
+from training.models.resnetse import SqueezeExcite
 
 WIDTHS = (16, 32, 48, 64)
 N_FRAMES_4S = resnetse_spec().n_frames(64000)
 
 
 def conv_blocks(widths: tuple[int, ...], stem_stride: int = 1, in_channels: int = 1,
-                separable: bool = False) -> nn.Sequential:
+                separable: bool = False, se_reduction: int = 0) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool per width; the last block pools globally.
 
     ``stem_stride`` > 1 makes the first conv 5x5 with that stride, so the same blocks take
@@ -41,8 +42,9 @@ def conv_blocks(widths: tuple[int, ...], stem_stride: int = 1, in_channels: int 
                      nn.Conv2d(cin, cout, 1)]
         else:
             convs = [nn.Conv2d(cin, cout, 3, padding=1)]
-        layers += convs + [nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                           nn.AdaptiveAvgPool2d(1) if i == len(widths) - 1 else nn.MaxPool2d(2)]
+        gate = [SqueezeExcite(cout, int(se_reduction))] if se_reduction else []
+        layers += convs + [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)] + gate + [
+            nn.AdaptiveAvgPool2d(1) if i == len(widths) - 1 else nn.MaxPool2d(2)]
         cin = cout
     return nn.Sequential(*layers)
 
