@@ -25,6 +25,7 @@ from training.models.spec_mel_mgd_cnn import spec_mgd_spec
     ("spec_mel_cnn_sep", logspec_spec(), 46_802, True),
     ("spec_mel_mgd_cnn", spec_mgd_spec(), 47_042, True),
     ("spec_mel_cep_cnn", logspec_spec(), 49_874, True),
+    ("spec_mel_cnn_se", logspec_spec(), 49_178, True),
 ])
 def test_registered_with_their_front_end_and_under_50k_parameters(name, spec, params, global_stats):
     arch = registry.get(name)
@@ -190,6 +191,37 @@ def test_separable_blocks_are_depthwise_then_pointwise_and_widen_the_same_budget
         assert sep.eval()(torch.randn(1, 1, 257, 120)).shape == (1, 2)  # any window length
 
 
+def test_squeeze_excitation_scales_each_channel_by_a_gate_computed_from_the_input():
+    from training.models.logmel_cnn import conv_blocks
+    from training.models.resnetse import SqueezeExcite
+
+    torch.manual_seed(0)
+    plain, gated = conv_blocks((6, 8), se_reduction=0), conv_blocks((6, 8), se_reduction=2)
+    layers = list(gated)
+    gates = [m for m in layers if isinstance(m, SqueezeExcite)]
+    assert len(gates) == 2 and all(isinstance(layers[layers.index(g) - 1], torch.nn.ReLU) for g in gates)
+    # each gate: width -> max(width // 2, 4) -> width, with biases
+    assert registry.count_params(gated) - registry.count_params(plain) == sum(
+        2 * c * max(c // 2, 4) + max(c // 2, 4) + c for c in (6, 8))
+    seen = []
+    gates[0].register_forward_hook(lambda mod, inp, out: seen.append((inp[0], out)) and None)
+    gated.eval()
+    with torch.no_grad():
+        gated(torch.randn(1, 1, 24, 30))
+        gated(3.0 * torch.randn(1, 1, 24, 30) + 1.0)
+    ratios = []
+    for x, y in seen:
+        on = x > 1e-3  # after ReLU: the gate is the ratio wherever the input is not zero
+        ratio = torch.where(on, y / x.clamp_min(1e-3), torch.nan)
+        per_channel = torch.nanmean(ratio.flatten(2), dim=2)[0]
+        spread = (ratio - per_channel[None, :, None, None]).abs()
+        assert torch.nanmean(spread) < 1e-5 and bool(((per_channel > 0) & (per_channel < 1)).all())
+        ratios.append(per_channel)
+    assert (ratios[0] - ratios[1]).abs().max() > 1e-3  # another input, other gates
+    with pytest.raises(registry.ArchitectureError, match="se_reduction"):
+        registry.build("spec_mel_cnn", se_reduction=-1)
+
+
 def test_frequency_position_head_sees_where_a_cue_is_and_global_pooling_does_not():
     """spec_mel_cnn_fp pools over time only. Moving a blob up 32 bins (two rows of the fine branch,
     whose total stride is 16) leaves the global-pool fine vector unchanged but moves the fp model's
@@ -281,7 +313,8 @@ def test_statistics_pooling_tells_a_flickering_cue_from_a_steady_one_of_the_same
                                              ("spec_mel_cnn_sep", logspec_spec),
                                              ("spec_mel_cnn_stats", logspec_spec),
                                              ("spec_mel_mgd_cnn", spec_mgd_spec),
-                                             ("spec_mel_cep_cnn", logspec_spec)])
+                                             ("spec_mel_cep_cnn", logspec_spec),
+                                             ("spec_mel_cnn_se", logspec_spec)])
 def test_spec_mel_exports_to_onnx_and_tflite_matching_torch(tmp_path, name, make_spec):
     """The fixed projection, the in-model normalisation and the row split survive both exporters (float)."""
     from export.api import export_bundle

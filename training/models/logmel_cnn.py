@@ -29,9 +29,13 @@ def conv_blocks(widths: tuple[int, ...], stem_stride: int = 1, in_channels: int 
     ``stem_stride`` > 1 makes the first conv 5x5 with that stride, so the same blocks take
     inputs with many more bins. ``separable`` makes every conv after the first a depthwise 3x3
     conv -> BatchNorm -> ReLU -> 1x1 conv (MobileNet's block): up to 9 times fewer weights per
-    block, so the same budget buys wider layers. Input (B, in_channels, bins, frames), output
-    (B, widths[-1], 1, 1).
+    block, so the same budget buys wider layers. ``se_reduction`` > 0 adds squeeze-excitation after
+    every block's ReLU (:class:`~training.models.resnetse.SqueezeExcite`, bottleneck
+    ``max(width // se_reduction, 4)``): each channel is scaled by a gate computed from the block's
+    mean activations. Input (B, in_channels, bins, frames), output (B, widths[-1], 1, 1).
     """
+    if int(se_reduction) < 0:
+        raise ValueError(f"se_reduction must be >= 0 (0 = no squeeze-excitation), got {se_reduction}")
     layers: list[nn.Module] = []
     cin = in_channels
     for i, cout in enumerate(widths):
