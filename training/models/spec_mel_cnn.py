@@ -59,7 +59,8 @@ Layout, on the globally normalised log spectrogram (B, 1, 257, frames):
   parameters, the same 60.0 M conv and linear MACs. Why: the same recipe at twice every width (four
   times the parameters) lowered the default's worst dev systems, WORLD-DIO and Lyra 6k, by 8-9 points
   with one seed, and a gate lets a few channels weigh differently for each input instead of adding
-  channels (training/configs/spec_mel_cnn_se_mt_freqmask.yaml);
+  channels. With the default's recipe (one seed) it did worse on dev (9.9 % against 7.3 %), those two
+  systems unchanged, so it is not the default (benchmarks/experiments.md);
 * multi-task variant (``spec_mel_cnn_mt``) - a second head on the same 96-d vector, dropout 0.2,
   linear 96 -> n_sources (each training spoofing system and ``none``), trained with the summed
   cross-entropies as in EfficientCNN's multi-task variants and dropped at export, so the
