@@ -34,8 +34,8 @@ def conv_blocks(widths: tuple[int, ...], stem_stride: int = 1, in_channels: int 
     ``max(width // se_reduction, 4)``): each channel is scaled by a gate computed from the block's
     mean activations. Input (B, in_channels, bins, frames), output (B, widths[-1], 1, 1).
     """
-    if int(se_reduction) < 0:
-        raise ValueError(f"se_reduction must be >= 0 (0 = no squeeze-excitation), got {se_reduction}")
+    if se_reduction != int(se_reduction) or se_reduction < 0:
+        raise ValueError(f"se_reduction must be a whole number >= 0 (0 = no squeeze-excitation), got {se_reduction}")
     layers: list[nn.Module] = []
     cin = in_channels
     for i, cout in enumerate(widths):
