@@ -504,6 +504,26 @@ def test_cosine_schedule_anneals_from_lr_to_min_lr_whatever_the_validation_loss(
     assert trainer.state.epoch == 4 and logged == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("hold", [0, 3])
+def test_plateau_rule_waits_for_the_hold_epochs(toy_manifest, tmp_path, hold):
+    cfg = toy_config(toy_manifest, architecture="efficientcnn_small", max_epochs=5, max_steps_per_epoch=1,
+                     lr=1e-3, lr_factor=0.5, lr_patience=0, lr_hold_epochs=hold)
+    prepared = prepare(cfg)
+    trainer = Trainer(cfg, prepared.model, prepared.train_set, prepared.val_set, tmp_path / "r", meta=prepared.meta)
+    real_validate = trainer.validate
+
+    def pinned_validate():  # the same validation loss every epoch: each epoch the rule sees is a plateau
+        return {**real_validate(), "val_loss": 1.0}
+
+    trainer.validate = pinned_validate
+    trainer.fit()
+    rates = [h["lr"] for h in trainer.state.history]  # the rate each epoch trained at
+    # patience 0: the first epoch the rule sees sets the best loss, every later one halves the rate
+    cuts = [max(0, e - hold - 2) for e in range(1, 6)]
+    assert rates == pytest.approx([1e-3 * 0.5 ** c for c in cuts], rel=1e-12)
+    assert trainer.lr == pytest.approx(1e-3 * 0.5 ** (5 - hold - 1), rel=1e-12)
+
+
 def test_excluded_systems_leave_the_training_split_only(toy_manifest):
     cfg = toy_config(toy_manifest, exclude_systems=["flite_kal"])
     prepared = prepare(cfg)
@@ -930,7 +950,10 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
                                               ({"lr": float("nan")}, "lr must"),
                                               ({"weight_decay": -1e-4}, "weight_decay"),
                                               ({"weight_decay": float("inf")}, "weight_decay"),
-                                              ({"lr_schedule": "cosine", "min_lr": 1e-3}, "min_lr")])
+                                              ({"lr_schedule": "cosine", "min_lr": 1e-3}, "min_lr"),
+                                              ({"lr_hold_epochs": -1}, "lr_hold_epochs"),
+                                              ({"lr_hold_epochs": 2.5}, "lr_hold_epochs"),
+                                              ({"lr_schedule": "cosine", "lr_hold_epochs": 10}, "lr_hold_epochs")])
 def test_bad_regulariser_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):
         toy_config(toy_manifest, **changes)

@@ -118,6 +118,11 @@ class TrainConfig:
     """ReduceLROnPlateau factor on the validation loss."""
     lr_patience: int = 1
     """Epochs without improvement of the validation loss before the lr is cut."""
+    lr_hold_epochs: int = 0
+    """Plateau schedule: the first this many epochs train at ``lr`` whatever the validation loss; the plateau
+    rule starts after them (0 = from the first epoch). Why: with ``lr_patience`` 2 a noisy validation loss
+    can halve the rate as early as epoch 3, and runs of the default's recipe whose first halving came early
+    ended with higher validation losses (``benchmarks/lr_halving.py``)."""
     min_lr: float = 1e-5
     """Training stops once the learning rate falls below this (plateau); the cosine schedule's floor."""
     max_epochs: int = 50
@@ -199,6 +204,12 @@ class TrainConfig:
             raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise DataError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_hold_epochs != int(self.lr_hold_epochs) or self.lr_hold_epochs < 0:
+            raise DataError(f"lr_hold_epochs must be a whole number >= 0, got {self.lr_hold_epochs}",
+                            hint="0 (the default) lets the plateau rule act from the first epoch")
+        if self.lr_hold_epochs and self.lr_schedule != "plateau":
+            raise DataError("lr_hold_epochs only applies to lr_schedule: plateau",
+                            hint="drop lr_hold_epochs, or use the plateau schedule")
         if self.lr_schedule == "cosine" and not 0 <= self.min_lr < self.lr:
             raise DataError(f"a cosine schedule anneals from lr to min_lr: need 0 <= min_lr < lr, got "
                             f"min_lr {self.min_lr} and lr {self.lr}", hint="e.g. lr: 0.001, min_lr: 1.0e-05")

@@ -3,7 +3,8 @@
 * Adam (lr 1e-3), batches of 128, cross-entropy weighted by inverse class frequency
   (multi-task models: plus the source cross-entropy), ReduceLROnPlateau halving the
   learning rate on the validation loss; training stops when the rate falls below
-  ``min_lr`` (1e-5) or after ``max_epochs``. Optionally (``lr_schedule: cosine``) the rate
+  ``min_lr`` (1e-5) or after ``max_epochs``; ``lr_hold_epochs`` keeps the rate for that many
+  epochs before the plateau rule starts. Optionally (``lr_schedule: cosine``) the rate
   follows a cosine from ``lr`` to ``min_lr`` over ``max_epochs`` instead.
 * The run folder holds ``config.yaml`` (a copy of the config), ``metrics.csv`` (one row
   per epoch), ``last.pt`` (resume point) and ``best.pt`` (lowest validation loss).
@@ -485,7 +486,7 @@ class Trainer:
                 metrics.update(epoch=s.epoch + 1, global_step=s.global_step, lr=self.lr,
                                train_loss=s.epoch_loss_sum / max(s.epoch_loss_count, 1),
                                seconds=round(time.perf_counter() - started, 3))
-                if cfg.lr_schedule == "plateau":
+                if cfg.lr_schedule == "plateau" and metrics["epoch"] > cfg.lr_hold_epochs:
                     self.scheduler.step(metrics["val_loss"])
                 s.history.append(metrics)
                 self._log(metrics)
