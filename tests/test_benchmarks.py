@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def _script(name: str):
     pytest.importorskip("torch", reason="the benchmark scripts need the training extra")
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -413,3 +415,75 @@ def test_channel_robustness_level_conditions_rescale_each_clip(tmp_path, float_b
         expected = ch.family_metrics(rows, scores, det.threshold)
         assert res[cond]["eer"] == pytest.approx(expected["eer"]), cond
         assert res[cond]["false_alarm_percent"] == pytest.approx(expected["false_alarm_percent"]), cond
+
+
+def _release_card(path: Path, dev_eer: float, test_eer: float) -> Path:
+    """A model card as ``edge-cm-train release`` writes it (its own writer), one system per split."""
+    from training.release import model_card
+
+    def split(eer: float) -> dict:
+        result = {"eer": eer, "auc": 0.9, "n_bonafide": 10, "n_spoof": 12}
+        return {"systems": {"voc_x": result}, "pooled": result}
+
+    summary = {"train": {"bonafide_files": 1, "bonafide_minutes": 1.0, "spoof_files": 1, "spoof_minutes": 1.0,
+                         "spoof_systems": ["voc_y"]}}
+    path.write_text(model_card("m", "spec_mel_cnn", {}, split(dev_eer), split(test_eer), 0.5, summary, {}, None))
+    return path
+
+
+def _curve(path: Path, rates: list[float], losses: list[float]) -> Path:
+    from training.train import METRIC_FIELDS
+
+    path.write_text(",".join(METRIC_FIELDS) + "\n" + "".join(
+        ",".join(str(v) for v in (e, e * 10, rate, 1.0, loss, 0.3, 0.7, 60.0)) + "\n"
+        for e, (rate, loss) in enumerate(zip(rates, losses), start=1)), encoding="utf-8")
+    return path
+
+
+def test_lr_halving_reads_runs_and_ranks_the_first_reduced_epoch_against_outcomes(tmp_path):
+    lrh = _script("lr_halving")
+    args = []
+    # first halving after epochs 2, 4, 6, 8 and never (a 10-epoch run); later halving, lower loss and EER here
+    for i, halved_at in enumerate([3, 5, 7, 9, None]):
+        rates = [1e-3 if halved_at is None or e < halved_at else 5e-4 for e in range(1, 11)]
+        losses = [0.9] * 10
+        losses[6] = 0.5 - 0.05 * i  # best at epoch 7, lower for runs halved later
+        args += ["--run", f"r{i}", str(_curve(tmp_path / f"c{i}.csv", rates, losses)),
+                 str(_release_card(tmp_path / f"m{i}.md", 0.12 - 0.01 * i, 0.10 + 0.01 * (i % 2)))]
+    out = tmp_path / "lr_halving.md"
+    assert lrh.main(args + ["--permutations", "2000", "--early", "5", "--out", str(out)]) == 0
+    import json
+
+    result = json.loads(out.with_suffix(".json").read_text())
+    runs = {r["name"]: r for r in result["runs"]}
+    assert [runs[f"r{i}"]["first_reduced_epoch"] for i in range(5)] == [3, 5, 7, 9, None]
+    assert runs["r3"]["best_epoch"] == 7 and runs["r3"]["best_val_loss"] == pytest.approx(0.35)
+    assert runs["r2"]["dev_eer"] == pytest.approx(10.0) and runs["r1"]["test_eer"] == pytest.approx(11.0)
+    spearman = result["spearman_with_first_reduced_epoch"]
+    assert spearman["best validation loss"]["rho"] == pytest.approx(-1.0)  # "never" ranks after every halving
+    assert spearman["dev EER"]["p"] < 0.05  # 2 of the 120 orders are as extreme
+    assert abs(spearman["test EER"]["rho"]) < 0.5
+    text = out.read_text()
+    assert "| r4 | 10 | never | 7 | 0.300 | 8.00 | 10.00 |" in text
+    assert "| by epoch 5 | 2 |" in text and "| after epoch 5 | 3 |" in text
+    assert lrh.ranks(np.array([2.0, 1.0, 2.0])).tolist() == [2.5, 1.0, 2.5]
+
+
+def test_lr_halving_refuses_missing_or_foreign_files_with_a_typed_error(tmp_path):
+    lrh = _script("lr_halving")
+    curve = _curve(tmp_path / "c.csv", [1e-3, 5e-4], [0.5, 0.4])
+    card = _release_card(tmp_path / "m.md", 0.1, 0.1)
+    with pytest.raises(DataError, match="model card not found"):
+        lrh.summarise("r", curve, tmp_path / "none.md")
+    with pytest.raises(DataError, match="no pooled dev and test"):
+        lrh.summarise("r", curve, curve)  # a curve passed as the card
+    with pytest.raises(DataError, match="not a training curve"):
+        lrh.summarise("r", card, card)
+    with pytest.raises(DataError, match="training curve not found"):
+        lrh.summarise("r", tmp_path / "none.csv", card)
+    three = [a for i in range(3) for a in ("--run", f"r{i}", str(curve), str(card))]
+    with pytest.raises(DataError, match="at least 3 runs"):
+        lrh.main(three[:8] + ["--out", str(tmp_path / "o.md")])
+    with pytest.raises(DataError, match="--run names repeat"):
+        lrh.main(three[:4] * 3 + ["--out", str(tmp_path / "o.md")])
+    assert not (tmp_path / "o.md").exists()
