@@ -121,8 +121,8 @@ class TrainConfig:
     lr_hold_epochs: int = 0
     """Plateau schedule: the first this many epochs train at ``lr`` whatever the validation loss; the plateau
     rule starts after them (0 = from the first epoch). Why: with ``lr_patience`` 2 a noisy validation loss
-    can halve the rate as early as epoch 3, and runs of the default's recipe whose first halving came early
-    ended with higher validation losses (``benchmarks/lr_halving.py``)."""
+    can halve the rate as early as after epoch 4, and runs of the default's recipe whose first halving came
+    early ended with higher validation losses (``benchmarks/lr_halving.py``)."""
     min_lr: float = 1e-5
     """Training stops once the learning rate falls below this (plateau); the cosine schedule's floor."""
     max_epochs: int = 50
