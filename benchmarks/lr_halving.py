@@ -11,6 +11,8 @@ correlation of that epoch with each outcome, with a two-sided permutation p-valu
         --run shipped benchmarks/results/train_curve_spec_mel_cnn_mt_freqmask.csv \\
                       edge_cm/assets/models/default/model_card.md  [--run NAME CURVE CARD ...]
 
+(the 28 runs of ``benchmarks/results/lr_halving.md``: the command in ``benchmarks/experiments.md``).
+
 A correlation across different recipes does not say which way the cause runs (a harder recipe can
 both raise the validation loss and make it noisier); runs that differ in the schedule only do.
 """
@@ -32,6 +34,7 @@ from benchmarks.report import check_unique, write_report  # noqa: E402  (needs R
 from edge_cm.errors import DataError  # noqa: E402
 
 POOLED = re.compile(r"^\|\s*(dev|test)\s*\|\s*\*\*pooled\*\*\s*\|[^|]*\|\s*\*\*([0-9.]+)\*\*")
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"--permutations must be >= 1, got {args.permutations}")
     runs = [summarise(name, Path(curve), Path(card)) for name, curve, card in args.run]
     lines, correlations = report(runs, args.early, args.permutations, args.seed)
-    write_report(args.out, lines, {"runs": [asdict(r) for r in runs], "spearman_with_first_reduced_epoch": correlations})
+    write_report(args.out, lines,
+                 {"runs": [asdict(r) for r in runs], "spearman_with_first_reduced_epoch": correlations})
     return 0
 
 
