@@ -52,15 +52,22 @@ def read_curve(path: Path) -> tuple[list[float], list[float]]:
     """(rate per epoch, validation loss per epoch) from a training ``metrics.csv``."""
     if not path.is_file():
         raise DataError("training curve not found", path=path, hint="pass a run's metrics.csv")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"not a text CSV ({e})", path=path, hint="pass a run's metrics.csv") from None
     if not rows or not {"lr", "val_loss"} <= set(rows[0]):
         raise DataError("not a training curve: no rows with lr and val_loss columns", path=path,
                         hint="pass a run's metrics.csv")
     try:
-        return [float(r["lr"]) for r in rows], [float(r["val_loss"]) for r in rows]
+        rates, losses = [float(r["lr"]) for r in rows], [float(r["val_loss"]) for r in rows]
     except (TypeError, ValueError) as e:
         raise DataError(f"a missing or non-numeric lr or val_loss ({e})", path=path) from None
+    if not np.isfinite(rates + losses).all():
+        raise DataError("a NaN or infinite lr or val_loss: the run diverged, so its best epoch is undefined",
+                        path=path, hint="leave the run out, or rerun it")
+    return rates, losses
 
 
 def read_card(path: Path) -> tuple[float, float]:
@@ -68,7 +75,12 @@ def read_card(path: Path) -> tuple[float, float]:
     if not path.is_file():
         raise DataError("model card not found", path=path, hint="pass the model_card.md of the run's release")
     found = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not a text file ({e})", path=path,
+                        hint="pass the model_card.md of the run's release") from None
+    for line in text.splitlines():
         m = POOLED.match(line)
         if m:
             found[m.group(1)] = float(m.group(2))

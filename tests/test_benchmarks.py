@@ -481,6 +481,18 @@ def test_lr_halving_refuses_missing_or_foreign_files_with_a_typed_error(tmp_path
         lrh.summarise("r", card, card)
     with pytest.raises(DataError, match="training curve not found"):
         lrh.summarise("r", tmp_path / "none.csv", card)
+    diverged = _curve(tmp_path / "nan.csv", [1e-3, 1e-3], [0.5, float("nan")])
+    with pytest.raises(DataError, match="NaN or infinite"):
+        lrh.summarise("r", diverged, card)
+    (tmp_path / "empty.csv").write_text("")
+    binary = tmp_path / "binary"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(DataError, match="not a training curve"):
+        lrh.summarise("r", tmp_path / "empty.csv", card)
+    with pytest.raises(DataError, match="not a text CSV"):
+        lrh.summarise("r", binary, card)
+    with pytest.raises(DataError, match="not a text file"):
+        lrh.summarise("r", curve, binary)
     three = [a for i in range(3) for a in ("--run", f"r{i}", str(curve), str(card))]
     with pytest.raises(DataError, match="at least 3 runs"):
         lrh.main(three[:8] + ["--out", str(tmp_path / "o.md")])

@@ -953,6 +953,8 @@ def test_averaging_switched_on_at_resume_starts_from_the_loaded_weights(toy_mani
                                               ({"lr_schedule": "cosine", "min_lr": 1e-3}, "min_lr"),
                                               ({"lr_hold_epochs": -1}, "lr_hold_epochs"),
                                               ({"lr_hold_epochs": 2.5}, "lr_hold_epochs"),
+                                              ({"lr_hold_epochs": "thirty"}, "lr_hold_epochs"),
+                                              ({"lr_hold_epochs": float("nan")}, "lr_hold_epochs"),
                                               ({"lr_schedule": "cosine", "lr_hold_epochs": 10}, "lr_hold_epochs")])
 def test_bad_regulariser_settings_are_refused(toy_manifest, changes, message):
     with pytest.raises(DataError, match=message):

@@ -204,7 +204,9 @@ class TrainConfig:
             raise DataError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise DataError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_hold_epochs != int(self.lr_hold_epochs) or self.lr_hold_epochs < 0:
+        hold = self.lr_hold_epochs
+        if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not math.isfinite(hold) \
+                or hold != int(hold) or hold < 0:
             raise DataError(f"lr_hold_epochs must be a whole number >= 0, got {self.lr_hold_epochs}",
                             hint="0 (the default) lets the plateau rule act from the first epoch")
         if self.lr_hold_epochs and self.lr_schedule != "plateau":
