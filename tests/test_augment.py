@@ -192,6 +192,26 @@ def test_speed_labels_are_buckets():
         SpeedChange(factor=(0.3, 1.0))
 
 
+def test_a_config_changes_speed_first_and_refuses_a_bad_range(speech):
+    from training.augment import change_speed, low_pass
+    from training.config import AugmentConfig
+
+    x = speech[: 2 * SR]
+    chain = AugmentConfig(speed_prob=1.0, speed_factor=(1.1, 1.1),
+                          lowpass_prob=1.0, lowpass_hz=(3400.0, 3400.0)).build()
+    out, labels = chain(x, 0)
+    assert labels == ["speed_1.1", "lowpass"]  # the talker's speed, then the channel
+    assert abs(out.size - x.size / 1.1) <= 1
+    np.testing.assert_allclose(out, low_pass(change_speed(x, 1.1)[0], 3400.0), atol=1e-6)
+    drawn = AugmentConfig(speed_prob=1.0, speed_factor=(0.9, 1.1)).build()
+    factors = {label for seed in range(20) for label in drawn(x, seed)[1]}
+    assert factors <= {"speed_0.9", "speed_1", "speed_1.1"} and len(factors) >= 2
+    assert AugmentConfig(speed_prob=0.0).build() is None  # off by default: older configs draw as before
+    for bad in [(0.3, 1.0), (1.1, 0.9), (0.9, 2.5)]:
+        with pytest.raises(DataError, match="speed_factor"):
+            AugmentConfig(speed_prob=0.3, speed_factor=bad)
+
+
 def test_random_augment_is_deterministic_per_seed(speech, other_speech):
     clip = speech[:SR]
     chain = RandomAugment([

@@ -48,6 +48,10 @@ class AugmentConfig:
     lowpass_prob: float = 0.0
     """An ideal low-pass (``LowPass``) at a cut-off (Hz) drawn from ``lowpass_hz``: a narrower channel."""
     lowpass_hz: tuple[float, float] = (3400.0, 7000.0)
+    speed_prob: float = 0.0
+    """A speed change by resampling (``SpeedChange``), the factor drawn log-uniformly from ``speed_factor``:
+    duration, pitch and every spectral trace move together (> 1 is faster, higher and shorter)."""
+    speed_factor: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.noise_kinds) - set(NOISE_KINDS))
@@ -56,6 +60,10 @@ class AugmentConfig:
                             hint=f"use some of {', '.join(NOISE_KINDS)}")
         if self.babble_clips < 1:
             raise DataError(f"augment: babble_clips must be at least 1, got {self.babble_clips}")
+        low, high = self.speed_factor
+        if not 0.5 <= low <= high <= 2.0:
+            raise DataError(f"augment: speed_factor {list(self.speed_factor)} is not a range inside [0.5, 2.0]",
+                            hint="give [low, high] with 0.5 <= low <= high <= 2.0, e.g. [0.9, 1.1]")
 
     @property
     def needs_babble(self) -> bool:
@@ -65,7 +73,7 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return (self.noise_prob > 0 or self.reverb_prob > 0 or self.codec_prob > 0 or self.rawboost_prob > 0
-                or self.lowpass_prob > 0)
+                or self.lowpass_prob > 0 or self.speed_prob > 0)
 
     def build(self, babble_speech: tuple = ()):
         """The ``training.augment.RandomAugment`` chain, or None when every probability is 0.
@@ -76,6 +84,8 @@ class AugmentConfig:
         from training import augment as aug
 
         steps = []
+        if self.speed_prob > 0:  # the talker's speed, before the room and the channel act on it
+            steps.append(aug.Step(aug.SpeedChange(factor=tuple(self.speed_factor)), self.speed_prob))
         if self.noise_prob > 0:
             noise = aug.AddNoise(snr_db=tuple(self.noise_snr_db), kinds=tuple(self.noise_kinds),
                                  babble_speech=tuple(babble_speech) if self.needs_babble else ())
