@@ -207,7 +207,7 @@ def test_a_config_changes_speed_first_and_refuses_a_bad_range(speech):
     factors = {label for seed in range(20) for label in drawn(x, seed)[1]}
     assert factors <= {"speed_0.9", "speed_1", "speed_1.1"} and len(factors) >= 2
     assert AugmentConfig(speed_prob=0.0).build() is None  # off by default: older configs draw as before
-    for bad in [(0.3, 1.0), (1.1, 0.9), (0.9, 2.5)]:
+    for bad in [(0.3, 1.0), (1.1, 0.9), (0.9, 2.5), 1.1, (0.9, 1.0, 1.1), ("fast", 1.1), (float("nan"), 1.1)]:
         with pytest.raises(DataError, match="speed_factor"):
             AugmentConfig(speed_prob=0.3, speed_factor=bad)
 
