@@ -192,9 +192,9 @@ def test_speed_labels_are_buckets():
         SpeedChange(factor=(0.3, 1.0))
 
 
-def test_a_config_changes_speed_first_and_refuses_a_bad_range(speech):
+def test_a_config_changes_speed_first_and_refuses_a_bad_range(speech, tmp_path):
     from training.augment import change_speed, low_pass
-    from training.config import AugmentConfig
+    from training.config import AugmentConfig, load_config
 
     x = speech[: 2 * SR]
     chain = AugmentConfig(speed_prob=1.0, speed_factor=(1.1, 1.1),
@@ -210,6 +210,10 @@ def test_a_config_changes_speed_first_and_refuses_a_bad_range(speech):
     for bad in [(0.3, 1.0), (1.1, 0.9), (0.9, 2.5), 1.1, (0.9, 1.0, 1.1), ("fast", 1.1), (float("nan"), 1.1)]:
         with pytest.raises(DataError, match="speed_factor"):
             AugmentConfig(speed_prob=0.3, speed_factor=bad)
+    cfg = tmp_path / "bad_speed.yaml"
+    cfg.write_text("architecture: spec_mel_cnn_mt\nmanifest: m.csv\naugment:\n  speed_prob: 0.3\n  speed_factor: 1.1\n")
+    with pytest.raises(DataError, match="bad_speed.yaml: augment: speed_factor 1.1"):
+        load_config(cfg)
 
 
 def test_random_augment_is_deterministic_per_seed(speech, other_speech):

@@ -306,7 +306,10 @@ class TrainConfig:
         if not isinstance(aug, dict) or set(aug) - aug_known:
             raise DataError(f"augment: unknown key(s) {sorted(set(aug) - aug_known)}", path=source,
                             hint=f"known: {', '.join(sorted(aug_known))}")
-        d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        try:
+            d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
+        except DataError as exc:  # raised without the file: name it here
+            raise DataError(str(exc), path=source) from exc
         try:
             return cls(**d)
         except TypeError as exc:
