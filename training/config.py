@@ -21,17 +21,6 @@ LR_SCHEDULES = ("plateau", "cosine")
 CLASS_WEIGHTINGS = ("inverse_frequency", "none", "family_balanced")
 
 
-def _is_range(value: Any, low: float, high: float) -> bool:
-    """Whether ``value`` is a pair of numbers ``(a, b)`` with ``low <= a <= b <= high`` (NaN is not)."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        return False
-    try:
-        a, b = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        return False
-    return low <= a <= b <= high
-
-
 @dataclass(frozen=True)
 class AugmentConfig:
     """On-the-fly augmentation of training windows (see :mod:`training.augment`).
@@ -71,9 +60,13 @@ class AugmentConfig:
                             hint=f"use some of {', '.join(NOISE_KINDS)}")
         if self.babble_clips < 1:
             raise DataError(f"augment: babble_clips must be at least 1, got {self.babble_clips}")
-        if not _is_range(self.speed_factor, 0.5, 2.0):
-            raise DataError(f"augment: speed_factor {self.speed_factor!r} is not a range inside [0.5, 2.0]",
-                            hint="give [low, high] with 0.5 <= low <= high <= 2.0, e.g. [0.9, 1.1]")
+        from training.augment._common import check_range
+        from training.augment.speed import MAX_FACTOR, MIN_FACTOR
+
+        if not isinstance(self.speed_factor, (tuple, list)):  # a fixed factor would change every window alike
+            raise DataError(f"augment: speed_factor {self.speed_factor!r} is not a range",
+                            hint=f"give [low, high] inside [{MIN_FACTOR}, {MAX_FACTOR}], e.g. [0.9, 1.1]")
+        check_range("augment: speed_factor", self.speed_factor, MIN_FACTOR, MAX_FACTOR)
 
     @property
     def needs_babble(self) -> bool:

@@ -52,7 +52,7 @@ def draw(value: float | tuple[float, float], rng: np.random.Generator) -> float:
 def check_range(name: str, value: float | tuple[float, float], low: float, high: float) -> None:
     """Raise :class:`DataError` unless ``value`` (or both ends of a range) lies in [low, high]."""
     ends = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(ends) != 2 or not all(isinstance(e, (int, float, np.number)) for e in ends) \
+    if len(ends) != 2 or not all(isinstance(e, (int, float, np.number)) and np.isfinite(e) for e in ends) \
             or ends[0] > ends[1] or ends[0] < low or ends[1] > high:
         raise DataError(f"{name}={value!r} is outside [{low}, {high}]",
                         hint="give a number or a (low, high) tuple inside that range")
