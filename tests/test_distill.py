@@ -58,3 +58,31 @@ def test_config_rejects_bad_distillation_settings():
     with pytest.raises(DataError, match="list of paths"):
         TrainConfig(architecture="spec_mel_cnn", manifest="m.csv", teachers="runs/a/best.pt")
 
+
+
+def test_the_committed_teacher_loads_for_its_students_front_end(tmp_path):
+    """benchmarks/checkpoints keeps the teacher of an unfinished distillation so that a new machine can train
+    the student; if the bundle or the student's front end drifts, training would fail only after the corpus build."""
+    from pathlib import Path
+
+    from edge_cm.bundle import load_bundle
+    from training.config import load_config
+    from training.distill import load_teachers
+    from training.models import registry
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "training" / "configs" / "spec_mel_cnn_mt_freqmask_kd_wide_hold30.yaml",
+                      manifest=str(tmp_path / "unused.csv"))  # the front end does not depend on it
+    teacher_dir = root / "benchmarks" / "checkpoints" / "wide_hold30_s0_nolevel"
+    assert load_bundle(teacher_dir).meta.feature_spec.level_dbfs is None  # sha256 of each model file checked too
+    arch = registry.get(cfg.architecture)
+    assert arch.needs_global_stats and not cfg.level_norm
+    spec = arch.feature_spec()
+    spec = spec.with_global_stats(np.zeros(spec.n_bins), np.ones(spec.n_bins))  # as training sets it, from its corpus
+    (teacher,) = load_teachers([str(teacher_dir)], spec)
+    assert sum(p.numel() for p in teacher.model.parameters()) > 4 * 46_742  # the wide model, not the budget one
+    frames = spec.n_frames(4 * spec.sample_rate)
+    features = torch.randn(3, spec.n_bins, frames, generator=torch.Generator().manual_seed(0))
+    logits = teacher.logits(features)
+    assert logits.shape == (3, 2) and torch.isfinite(logits).all()
+    assert not torch.allclose(logits[0], logits[1])
