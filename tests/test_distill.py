@@ -86,3 +86,31 @@ def test_the_committed_teacher_loads_for_its_students_front_end(tmp_path):
     logits = teacher.logits(features)
     assert logits.shape == (3, 2) and torch.isfinite(logits).all()
     assert not torch.allclose(logits[0], logits[1])
+
+
+def test_the_committed_student_run_can_be_resumed_from_the_committed_teacher(tmp_path):
+    """The unfinished student's run folder (benchmarks/checkpoints/README.md): it must name the committed teacher,
+    hold an unfinished resume state that matches its metrics log, and keep the recipe of its committed config."""
+    import csv
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from training.config import load_config
+    from training.train import read_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = root / "benchmarks" / "checkpoints" / "kd_wide_hold30_s0"
+    unused = str(tmp_path / "unused.csv")
+    cfg = load_config(run_dir / "config.yaml", manifest=unused)
+    assert cfg.teachers == ["benchmarks/checkpoints/wide_hold30_s0_nolevel"] and (root / cfg.teachers[0]).is_dir()
+    shipped = load_config(root / "training" / "configs" / "spec_mel_cnn_mt_freqmask_kd_wide_hold30.yaml",
+                          manifest=unused)
+    ignore = {"teachers", "progress", "manifest"}
+    assert {k: v for k, v in asdict(cfg).items() if k not in ignore} == \
+        {k: v for k, v in asdict(shipped).items() if k not in ignore}
+    state = read_checkpoint(run_dir / "last.pt")["train_state"]
+    with open(run_dir / "metrics.csv", newline="") as f:
+        logged = list(csv.DictReader(f))
+    assert not state["finished"] and 0 < state["epoch"] < cfg.max_epochs
+    assert state["epoch"] == len(logged) == len(state["history"])
+    assert float(logged[-1]["val_loss"]) == pytest.approx(state["history"][-1]["val_loss"])
