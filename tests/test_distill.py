@@ -59,7 +59,6 @@ def test_config_rejects_bad_distillation_settings():
         TrainConfig(architecture="spec_mel_cnn", manifest="m.csv", teachers="runs/a/best.pt")
 
 
-
 def test_the_committed_teacher_loads_for_its_students_front_end(tmp_path):
     """benchmarks/checkpoints keeps the teacher of an unfinished distillation so that a new machine can train
     the student; if the bundle or the student's front end drifts, training would fail only after the corpus build."""
